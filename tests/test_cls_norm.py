@@ -1,0 +1,282 @@
+"""IsoBN against an independent NumPy reference, plus its edge cases and the other normalizers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from isobn_tune.cls_norm import IsoBN, build_cls_norm
+from isobn_tune.recipe import CLS_NORMS
+
+D = 8
+N = 16
+
+
+class ReferenceIsoBN:
+    """The documented computation in float64 NumPy, written independently of the module."""
+
+    def __init__(self, alpha: float = 0.95, eps: float = 0.1, beta: float = 0.5) -> None:
+        self.alpha, self.eps, self.beta = alpha, eps, beta
+        self.std: np.ndarray | None = None
+        self.cov: np.ndarray | None = None
+
+    def update(self, x: np.ndarray) -> None:
+        y = x - x.mean(axis=0, keepdims=True)
+        std = np.sqrt((y**2).mean(axis=0))
+        cov = y.T @ y / x.shape[0]
+        if self.std is None:
+            self.std, self.cov = std, cov
+        else:
+            self.std = self.alpha * self.std + (1 - self.alpha) * std
+            self.cov = self.alpha * self.cov + (1 - self.alpha) * cov
+
+    def correlation(self) -> np.ndarray:
+        outer = np.outer(self.std, self.std)
+        # Zero-variance dimensions are documented to get rho = 0.
+        rho = np.divide(self.cov, outer, out=np.zeros_like(self.cov), where=outer > 0)
+        return np.clip(rho, -1, 1)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        gamma = (self.correlation() ** 2).mean(axis=1)
+        s = 1 / (gamma * self.std + self.eps) ** self.beta
+        var = np.diag(self.cov)
+        m = np.sqrt(var.sum() / ((var * s**2).sum() + self.eps))
+        return x * s * m
+
+
+def batches(count: int, seed: int = 0, n: int = N) -> list[torch.Tensor]:
+    """Correlated, anisotropic, off-centre batches shaped like [CLS] vectors."""
+    gen = torch.Generator().manual_seed(seed)
+    mixing = torch.randn(D, D, generator=gen) * torch.linspace(0.2, 3.0, D)
+    shift = torch.randn(D, generator=gen)
+    return [torch.randn(n, D, generator=gen) @ mixing + shift for _ in range(count)]
+
+
+def trained(module: IsoBN, count: int = 3) -> IsoBN:
+    module.train()
+    for x in batches(count):
+        module(x)
+    return module
+
+
+def test_matches_reference_in_training_then_eval():
+    module, ref = IsoBN(D).train(), ReferenceIsoBN()
+    for x in batches(5):
+        out = module(x)
+        ref.update(x.double().numpy())
+        np.testing.assert_allclose(module.running_std.numpy(), ref.std, rtol=1e-4)
+        np.testing.assert_allclose(module.running_cov.numpy(), ref.cov, rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(out.numpy(), ref(x.double().numpy()), rtol=1e-4, atol=1e-6)
+    module.eval()
+    x = batches(1, seed=1)[0]
+    np.testing.assert_allclose(module(x).numpy(), ref(x.double().numpy()), rtol=1e-4, atol=1e-6)
+
+
+def test_matches_reference_with_other_hyperparameters():
+    module, ref = IsoBN(D, alpha=0.5, eps=0.01, beta=1.0).train(), ReferenceIsoBN(0.5, 0.01, 1.0)
+    for x in batches(3):
+        out = module(x)
+        ref.update(x.double().numpy())
+    np.testing.assert_allclose(out.numpy(), ref(x.double().numpy()), rtol=1e-4, atol=1e-6)
+
+
+def test_eval_does_not_update_statistics():
+    module = trained(IsoBN(D)).eval()
+    before = {k: v.clone() for k, v in module.state_dict().items()}
+    module(batches(1, seed=1)[0])
+    for key, value in module.state_dict().items():
+        assert torch.equal(value, before[key]), key
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_identity_before_any_training_batch(training):
+    module = IsoBN(D).train(training)
+    x = batches(1)[0][:1]  # one row: never updates the statistics
+    assert torch.equal(module(x), x)
+    assert int(module.num_batches_tracked) == 0
+
+
+def test_eval_before_training_is_identity_not_nan():
+    x = batches(1)[0]
+    assert torch.equal(IsoBN(D).eval()(x), x)
+
+
+def test_single_row_batch_after_training_is_scaled_without_update():
+    module = trained(IsoBN(D))
+    before = module.running_cov.clone()
+    row = batches(1, seed=1)[0][:1]
+    out = module(row)
+    assert torch.equal(module.running_cov, before)
+    assert int(module.num_batches_tracked) == 3
+    assert torch.allclose(out, module.eval()(row))
+
+
+def test_first_batch_sets_batch_correlation_not_inflated():
+    x = batches(1)[0]
+    module = IsoBN(D).train()
+    module(x)
+    corr = module.running_cov / torch.outer(module.running_std, module.running_std)
+    expected = np.corrcoef(x.double().numpy(), rowvar=False)
+    np.testing.assert_allclose(corr.numpy(), expected, rtol=1e-4, atol=1e-5)
+    off_diagonal = corr[~torch.eye(D, dtype=torch.bool)]
+    assert off_diagonal.abs().max() < 0.99
+
+
+def test_zero_variance_dimension_gets_zero_correlation_not_nan():
+    x = batches(1)[0]
+    x[:, 2] = 5.0
+    module, ref = IsoBN(D).train(), ReferenceIsoBN()
+    out = module(x)
+    ref.update(x.double().numpy())
+    assert module.running_std[2] == 0
+    assert torch.isfinite(out).all()
+    np.testing.assert_allclose(out.numpy(), ref(x.double().numpy()), rtol=1e-4, atol=1e-6)
+
+
+def test_state_dict_round_trip_gives_identical_outputs():
+    module = trained(IsoBN(D)).eval()
+    fresh = IsoBN(D).eval()
+    fresh.load_state_dict(module.state_dict())
+    x = batches(1, seed=1)[0]
+    assert torch.equal(fresh(x), module(x))
+
+
+def test_buffers_are_registered_and_follow_to():
+    module = trained(IsoBN(D)).to(torch.float64)
+    assert {name for name, _ in module.named_buffers()} == {
+        "running_cov",
+        "running_std",
+        "num_batches_tracked",
+    }
+    assert module.running_cov.dtype == module.running_std.dtype == torch.float64
+    assert module.num_batches_tracked.dtype == torch.long
+    x = batches(1, seed=1)[0].double()
+    assert module.eval()(x).dtype == torch.float64
+
+
+def test_no_gradient_through_statistics():
+    module = trained(IsoBN(D))
+    x = batches(1, seed=1)[0].requires_grad_()
+    module(x).sum().backward()
+    scale = module.eval()(torch.ones(1, D))
+    assert torch.allclose(x.grad, scale.expand(N, D))
+
+
+def test_beta_zero_is_identity_up_to_variance_rescale():
+    module = trained(IsoBN(D, beta=0.0)).eval()
+    total = torch.trace(module.running_cov)
+    m = torch.sqrt(total / (total + module.eps))
+    x = batches(1, seed=1)[0]
+    assert torch.allclose(module(x), x * m)
+
+
+def test_bf16_autocast_on_cpu_keeps_float32_statistics():
+    inputs = [x.bfloat16() for x in batches(3)]
+    reference = IsoBN(D).train()
+    for x in inputs:
+        reference(x.float())
+    module = IsoBN(D).train()
+    with torch.autocast(device_type="cpu", dtype=torch.bfloat16):
+        for x in inputs:
+            out = module(x)
+    assert out.dtype == torch.bfloat16 and torch.isfinite(out).all()
+    assert module.running_cov.dtype == module.running_std.dtype == torch.float32
+    # Statistics of the bf16 values are computed in float32, not in autocast's bf16 matmul.
+    assert torch.allclose(module.running_std, reference.running_std, rtol=1e-5)
+    assert torch.allclose(module.running_cov, reference.running_cov, rtol=1e-5, atol=1e-5)
+
+
+def test_float32_input_under_bf16_autocast_stays_float32():
+    module = trained(IsoBN(D))
+    with torch.autocast(device_type="cpu", dtype=torch.bfloat16):
+        out = module(batches(1, seed=1)[0])
+    assert out.dtype == torch.float32
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA is not available")
+def test_cuda_bf16_autocast_matches_cpu():
+    inputs = [x.bfloat16() for x in batches(3)]
+    reference = IsoBN(D).train()
+    for x in inputs:
+        reference(x.float())
+    module = IsoBN(D).cuda().train()
+    with torch.autocast(device_type="cuda", dtype=torch.bfloat16):
+        for x in inputs:
+            out = module(x.cuda())
+    assert out.dtype == torch.bfloat16 and torch.isfinite(out).all()
+    assert module.running_cov.dtype == torch.float32 and module.running_cov.is_cuda
+    assert torch.allclose(module.running_std.cpu(), reference.running_std, rtol=1e-4)
+    assert torch.allclose(module.running_cov.cpu(), reference.running_cov, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"hidden_size": 0}, "hidden_size must be >= 1, got 0"),
+        ({"alpha": 1.0}, "alpha must be in (0, 1), got 1.0"),
+        ({"alpha": 0.0}, "alpha must be in (0, 1), got 0.0"),
+        ({"eps": 0.0}, "eps must be > 0, got 0.0"),
+        ({"beta": -0.1}, "beta must be >= 0, got -0.1"),
+    ],
+)
+def test_constructor_rejects_bad_values(kwargs, message):
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        IsoBN(**{"hidden_size": D, **kwargs})
+
+
+def test_extra_repr_names_hyperparameters():
+    assert repr(IsoBN(D, alpha=0.9, eps=0.2, beta=1.0)) == (
+        "IsoBN(8, alpha=0.9, eps=0.2, beta=1.0)"
+    )
+
+
+def test_wrong_input_shape_is_rejected():
+    with pytest.raises(ValueError, match=r"shape \(n, 8\)"):
+        IsoBN(D)(torch.zeros(4, D + 1))
+
+
+@pytest.mark.parametrize(
+    "name, expected",
+    [
+        ("isobn", IsoBN),
+        ("batchnorm", nn.BatchNorm1d),
+        ("layernorm", nn.LayerNorm),
+        ("none", nn.Identity),
+    ],
+)
+def test_build_cls_norm_gives_shape_preserving_module(name, expected):
+    module = build_cls_norm(name, D, alpha=0.9, eps=0.2, beta=1.0)
+    assert type(module) is expected
+    x = batches(1)[0]
+    assert module(x).shape == x.shape
+
+
+def test_build_cls_norm_covers_every_recipe_choice():
+    for name in CLS_NORMS:
+        build_cls_norm(name, D)
+
+
+def test_build_cls_norm_passes_isobn_hyperparameters():
+    module = build_cls_norm("isobn", D, alpha=0.9, eps=0.2, beta=1.0)
+    assert (module.alpha, module.eps, module.beta) == (0.9, 0.2, 1.0)
+
+
+def test_build_cls_norm_baselines_have_no_affine_part():
+    assert list(build_cls_norm("batchnorm", D).parameters()) == []
+    assert list(build_cls_norm("layernorm", D).parameters()) == []
+
+
+def test_build_cls_norm_rejects_unknown_name():
+    with pytest.raises(ValueError, match="unknown cls_norm 'whitening'; allowed: .*'isobn'"):
+        build_cls_norm("whitening", D)
+
+
+@pytest.mark.parametrize("name", ["batchnorm", "layernorm"])
+def test_baselines_are_finite_under_bf16_autocast(name):
+    module = build_cls_norm(name, D).train()
+    with torch.autocast(device_type="cpu", dtype=torch.bfloat16):
+        out = module(batches(1)[0].bfloat16())
+    assert torch.isfinite(out).all()
+    assert all(buf.dtype != torch.bfloat16 for buf in module.buffers())
