@@ -1,0 +1,197 @@
+"""Tokenised GLUE splits as flat numpy arrays, cached on disk, batched with dynamic padding."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import datasets
+import numpy as np
+import pyarrow as pa
+import torch
+from transformers import PreTrainedTokenizerBase
+
+from isobn_tune.glue_data import DataSource, load_split, source_fingerprint, subsample, text_columns
+from isobn_tune.tasks import TaskSpec
+
+CACHE_ENV = "ISOBN_TUNE_CACHE"
+_CACHE_FORMAT = 1  # bump when the tokenised layout changes, to orphan old cache files
+
+
+@dataclass
+class TokenizedSplit:
+    """All examples of a split, token ids concatenated; example ``i`` is ``offsets[i]:offsets[i+1]``.
+
+    Plain numpy arrays, so Ray's object store shares them between workers without copies.
+    ``token_type_ids`` is None for tokenizers without segment ids (e.g. RoBERTa).
+    """
+
+    input_ids: np.ndarray  # int32, flat
+    offsets: np.ndarray  # int64, n + 1
+    token_type_ids: np.ndarray | None  # int8, flat
+    labels: np.ndarray  # int64 class ids or float32 scores
+    pad_token_id: int
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+    def collate(self, indices: Sequence[int]) -> dict[str, torch.Tensor]:
+        """The examples at ``indices``, padded to the longest of them."""
+        idx = np.asarray(indices, dtype=np.int64)
+        lengths = self.lengths[idx]
+        mask = np.arange(lengths.max(initial=0)) < lengths[:, None]
+        flat = (self.offsets[idx][:, None] + np.arange(mask.shape[1]))[mask]
+        input_ids = np.full(mask.shape, self.pad_token_id, dtype=np.int64)
+        input_ids[mask] = self.input_ids[flat]
+        batch = {
+            "input_ids": torch.from_numpy(input_ids),
+            "attention_mask": torch.from_numpy(mask.astype(np.int64)),
+        }
+        if self.token_type_ids is not None:
+            token_type_ids = np.zeros(mask.shape, dtype=np.int64)
+            token_type_ids[mask] = self.token_type_ids[flat]
+            batch["token_type_ids"] = torch.from_numpy(token_type_ids)
+        batch["labels"] = torch.from_numpy(self.labels[idx])
+        return batch
+
+
+@dataclass
+class TaskData:
+    """A task's tokenised train split and dev splits (keyed by ``TaskSpec.dev_splits``)."""
+
+    task: str
+    train: TokenizedSplit
+    dev: dict[str, TokenizedSplit]
+
+
+def default_cache_dir() -> Path:
+    """``$ISOBN_TUNE_CACHE``, else ``~/.cache/isobn_tune``."""
+    return Path(os.environ.get(CACHE_ENV) or "~/.cache/isobn_tune").expanduser()
+
+
+def tokenize_task(
+    task: TaskSpec,
+    tokenizer: PreTrainedTokenizerBase,
+    max_seq_length: int,
+    source: DataSource,
+    cache_dir: Path,
+    max_train_examples: int | None = None,
+    max_dev_examples: int | None = None,
+) -> TaskData:
+    """Tokenise a task's train and dev splits, reusing earlier results cached in ``cache_dir``."""
+
+    def tokenize(split: str, max_examples: int | None) -> TokenizedSplit:
+        return _tokenize_split(task, split, tokenizer, max_seq_length, source, Path(cache_dir), max_examples)
+
+    return TaskData(
+        task=task.name,
+        train=tokenize("train", max_train_examples),
+        dev={split: tokenize(split, max_dev_examples) for split in task.dev_splits},
+    )
+
+
+def _cache_key(
+    task: TaskSpec,
+    split: str,
+    tokenizer: PreTrainedTokenizerBase,
+    max_seq_length: int,
+    source: DataSource,
+    max_examples: int | None,
+) -> str:
+    parts = (
+        _CACHE_FORMAT,
+        task.name,
+        split,
+        tokenizer.name_or_path,
+        type(tokenizer).__qualname__,
+        len(tokenizer),
+        max_seq_length,
+        source_fingerprint(task, split, source),
+        max_examples,
+    )
+    return hashlib.sha256(repr(parts).encode()).hexdigest()[:32]
+
+
+def _tokenize_split(
+    task: TaskSpec,
+    split: str,
+    tokenizer: PreTrainedTokenizerBase,
+    max_seq_length: int,
+    source: DataSource,
+    cache_dir: Path,
+    max_examples: int | None,
+) -> TokenizedSplit:
+    key = _cache_key(task, split, tokenizer, max_seq_length, source, max_examples)
+    raw = subsample(load_split(task, split, source), max_examples)
+    columns = list(text_columns(task))
+    has_segments = "token_type_ids" in tokenizer.model_input_names
+    features = {"input_ids": datasets.List(datasets.Value("int32"))}
+    if has_segments:
+        features["token_type_ids"] = datasets.List(datasets.Value("int8"))
+
+    def encode(batch: dict[str, list]) -> dict[str, list]:
+        encoded = tokenizer(
+            *(batch[c] for c in columns),
+            truncation=True,
+            max_length=max_seq_length,
+            return_attention_mask=False,
+            return_token_type_ids=has_segments,
+        )
+        return {name: encoded[name] for name in features}
+
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    tokenized = raw.map(
+        encode,
+        batched=True,
+        remove_columns=columns,
+        features=datasets.Features({**features, "label": raw.features["label"]}),
+        cache_file_name=str(cache_dir / f"{task.name}-{split}-{key}.arrow"),
+        new_fingerprint=key,
+        desc=f"Tokenizing {task.name} {split}",
+    )
+    table = tokenized.with_format("arrow")[:]
+    input_ids, offsets = _flatten(table.column("input_ids"))
+    return TokenizedSplit(
+        input_ids=input_ids,
+        offsets=offsets,
+        token_type_ids=_flatten(table.column("token_type_ids"))[0] if has_segments else None,
+        labels=table.column("label").to_numpy().copy(),
+        pad_token_id=tokenizer.pad_token_id,
+    )
+
+
+def _flatten(column: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
+    """Values and offsets (starting at 0) of an arrow list column, as owned numpy arrays."""
+    lists = column.combine_chunks()
+    offsets = lists.offsets.to_numpy().astype(np.int64)
+    values = lists.values.to_numpy()[offsets[0] : offsets[-1]].copy()
+    return values, offsets - offsets[0]
+
+
+def iter_batches(
+    split: TokenizedSplit,
+    batch_size: int,
+    *,
+    shuffle: bool,
+    generator: torch.Generator | None,
+    drop_singleton: bool,
+) -> Iterator[np.ndarray]:
+    """Index arrays of consecutive batches, in a ``generator``-drawn order when ``shuffle``.
+
+    With ``drop_singleton`` a last batch of exactly one example is dropped, since batch
+    statistics need at least two.
+    """
+    n = len(split)
+    order = torch.randperm(n, generator=generator).numpy() if shuffle else np.arange(n)
+    for start in range(0, n, batch_size):
+        batch = order[start : start + batch_size]
+        if drop_singleton and len(batch) == 1:
+            return
+        yield batch
