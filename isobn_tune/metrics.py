@@ -8,7 +8,8 @@ import numpy as np
 
 from isobn_tune.tasks import TaskSpec
 
-OBJECTIVE = "objective"
+OBJECTIVE = "objective"  # the task's selection metric on dev at the current epoch
+BEST_OBJECTIVE = "best_objective"  # its best value over epochs so far (the paper keeps the best epoch)
 MODE = "max"
 
 

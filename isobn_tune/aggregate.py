@@ -1,0 +1,183 @@
+"""Seed statistics: the median and std over seeds of each configuration's best dev metric, and
+the paper-style table (task x method, median ± std)."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from isobn_tune.groups import group_key
+from isobn_tune.metrics import BEST_OBJECTIVE
+from isobn_tune.recipe import TrialConfig
+
+STATUSES = ("finished", "stopped", "errored", "running")
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    """What a sweep learned from one trial."""
+
+    trial_id: str
+    config: TrialConfig
+    best_objective: float | None
+    last_epoch: int
+    status: str  # one of STATUSES
+
+    @property
+    def group(self) -> str:
+        return config_group(self.config)
+
+    @property
+    def method(self) -> str:
+        return method_label(self.config)
+
+
+def config_group(cfg: TrialConfig) -> str:
+    """The configuration without its seed (normalised: IsoBN's parameters only for isobn)."""
+    values = cfg.to_dict()
+    if cfg.cls_norm != "isobn":
+        for key in ("beta", "alpha", "eps"):
+            values.pop(key)
+    return group_key(values)
+
+
+def method_label(cfg: TrialConfig) -> str:
+    return cfg.cls_norm
+
+
+def short_label(cfg: TrialConfig) -> str:
+    """The grid coordinates of a configuration, usable as an MLflow metric-name segment."""
+    label = f"{cfg.cls_norm}_lr{cfg.lr:g}_bs{cfg.batch_size}"
+    if cfg.cls_norm == "isobn":
+        label += f"_beta{cfg.beta:g}_alpha{cfg.alpha:g}_eps{cfg.eps:g}"
+    return label
+
+
+def trial_status(cfg: TrialConfig, metrics: Mapping[str, Any], errored: bool) -> str:
+    """finished (ran all epochs or hit its patience), stopped (by the scheduler) or errored."""
+    if errored:
+        return "errored"
+    epoch = int(metrics.get("epoch", 0))
+    if epoch >= cfg.max_epochs:
+        return "finished"
+    best_epoch = int(metrics.get("best_epoch", 0))
+    if cfg.patience is not None and epoch - best_epoch >= cfg.patience:
+        return "finished"
+    return "stopped"
+
+
+def record_from_result(trial_id: str, config: Mapping[str, Any], metrics: Mapping[str, Any] | None,
+                       errored: bool) -> TrialRecord:
+    cfg = TrialConfig.from_dict(dict(config))
+    metrics = metrics or {}
+    best = metrics.get(BEST_OBJECTIVE)
+    return TrialRecord(
+        trial_id=trial_id,
+        config=cfg,
+        best_objective=float(best) if best is not None else None,
+        last_epoch=int(metrics.get("epoch", 0)),
+        status=trial_status(cfg, metrics, errored),
+    )
+
+
+@dataclass(frozen=True)
+class GroupSummary:
+    """One configuration over its seeds; ``median``/``std`` over the seeds that reported."""
+
+    task: str
+    group: str
+    label: str
+    method: str
+    config: Mapping[str, Any]
+    values: tuple[float, ...]
+    seeds: tuple[int, ...]
+    n_trials: int
+
+    @property
+    def median(self) -> float:
+        return float(np.median(self.values)) if self.values else float("nan")
+
+    @property
+    def std(self) -> float:
+        return float(np.std(self.values)) if self.values else float("nan")
+
+
+def summarise_groups(records: Iterable[TrialRecord]) -> list[GroupSummary]:
+    """Group trials by (task, configuration) and collect each group's seed values.
+
+    Stopped trials count with the best metric they reached (a per-trial scheduler's bias shows
+    here; group schedulers stop all seeds of a group together); errored trials do not count.
+    """
+    by_group: dict[tuple[str, str], list[TrialRecord]] = defaultdict(list)
+    for rec in records:
+        by_group[(rec.config.task, rec.group)].append(rec)
+    summaries = []
+    for (task, group), recs in by_group.items():
+        scored = [r for r in recs if r.best_objective is not None and r.status != "errored"]
+        first = recs[0].config.to_dict()
+        first.pop("seed")
+        summaries.append(GroupSummary(
+            task=task, group=group, label=short_label(recs[0].config), method=recs[0].method, config=first,
+            values=tuple(r.best_objective for r in scored),
+            seeds=tuple(r.config.seed for r in scored), n_trials=len(recs),
+        ))
+    return sorted(summaries, key=lambda s: (s.task, -np.nan_to_num(s.median, nan=-np.inf)))
+
+
+def best_groups(summaries: Iterable[GroupSummary]) -> dict[str, GroupSummary]:
+    """The best configuration (highest seed median) of each task."""
+    best: dict[str, GroupSummary] = {}
+    for s in summaries:
+        if s.values and (s.task not in best or s.median > best[s.task].median):
+            best[s.task] = s
+    return best
+
+
+def method_table(summaries: Iterable[GroupSummary]) -> list[dict[str, Any]]:
+    """Paper-style rows: per task and method, the best configuration's median ± std over seeds."""
+    best: dict[tuple[str, str], GroupSummary] = {}
+    for s in summaries:
+        key = (s.task, s.method)
+        if s.values and (key not in best or s.median > best[key].median):
+            best[key] = s
+    return [
+        {"task": task, "method": method, "median": s.median, "std": s.std, "seeds": len(s.values),
+         "config": s.group}
+        for (task, method), s in sorted(best.items())
+    ]
+
+
+def table_csv(rows: list[dict[str, Any]]) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=["task", "method", "median", "std", "seeds", "config"])
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({**row, "median": f"{row['median']:.4f}", "std": f"{row['std']:.4f}"})
+    return buf.getvalue()
+
+
+def table_markdown(rows: list[dict[str, Any]]) -> str:
+    """Task x method grid of ``median ± std`` (x100, as GLUE papers print), with an IsoBN − none
+    delta column when both are present."""
+    tasks = list(dict.fromkeys(r["task"] for r in rows))
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    cell = {(r["task"], r["method"]): r for r in rows}
+    with_delta = "isobn" in methods and "none" in methods
+    header = ["task", *methods] + (["isobn − none"] if with_delta else [])
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for task in tasks:
+        cells = [task]
+        for m in methods:
+            r = cell.get((task, m))
+            cells.append(f"{100 * r['median']:.2f} ± {100 * r['std']:.2f} (n={r['seeds']})" if r else "–")
+        if with_delta:
+            a, b = cell.get((task, "isobn")), cell.get((task, "none"))
+            cells.append(f"{100 * (a['median'] - b['median']):+.2f}" if a and b else "–")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"

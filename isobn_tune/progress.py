@@ -1,0 +1,59 @@
+"""A compact live status line per Tune experiment: trials by state and the best so far."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any, TextIO
+
+from ray.tune import Callback
+from ray.tune.experiment import Trial
+
+from isobn_tune.metrics import BEST_OBJECTIVE
+
+
+class ProgressLine(Callback):
+    """Prints ``[task mm:ss] R running, F finished, E errored, P pending of N | best ...``
+    at most every ``interval_s`` seconds, and always when a trial ends."""
+
+    def __init__(self, label: str, *, interval_s: float = 15.0, stream: TextIO | None = None) -> None:
+        self.label = label
+        self.interval_s = interval_s
+        self.stream = stream
+        self._start = time.monotonic()
+        self._last_print = 0.0
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "stream": None}
+
+    def on_trial_result(self, iteration: int, trials: list[Trial], trial: Trial, result: dict, **info: Any) -> None:
+        if time.monotonic() - self._last_print >= self.interval_s:
+            self._print(trials)
+
+    def on_trial_complete(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
+        self._print(trials)
+
+    def on_trial_error(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
+        self._print(trials)
+
+    def _print(self, trials: list[Trial]) -> None:
+        self._last_print = time.monotonic()
+        print(format_progress(self.label, trials, time.monotonic() - self._start),
+              file=self.stream or sys.stdout, flush=True)
+
+
+def format_progress(label: str, trials: list[Trial], elapsed_s: float) -> str:
+    counts = {state: 0 for state in (Trial.RUNNING, Trial.TERMINATED, Trial.ERROR, Trial.PENDING, Trial.PAUSED)}
+    for t in trials:
+        counts[t.status] = counts.get(t.status, 0) + 1
+    scored = [t for t in trials if t.last_result and BEST_OBJECTIVE in t.last_result]
+    best = ""
+    if scored:
+        top = max(scored, key=lambda t: t.last_result[BEST_OBJECTIVE])
+        best = f" | best {top.last_result[BEST_OBJECTIVE]:.4f} ({top.trial_id})"
+    minutes, seconds = divmod(int(elapsed_s), 60)
+    return (
+        f"[{label} {minutes:02d}:{seconds:02d}] {counts[Trial.RUNNING]} running, "
+        f"{counts[Trial.TERMINATED]} finished, {counts[Trial.ERROR]} errored, "
+        f"{counts[Trial.PAUSED]} paused, {counts[Trial.PENDING]} pending of {len(trials)}{best}"
+    )

@@ -1,0 +1,277 @@
+"""Run a sweep: validate everything, tokenise once per task, then one Tune experiment per task.
+
+Layout of a sweep directory ``<storage>/<name>/``::
+
+    sweep.json        manifest: the validated space, tracking URI, MLflow parent run id
+    <task>/           Tune's experiment directory of that task (trials, checkpoints, state)
+
+``resume`` reads the manifest and restores each task's experiment with ``Tuner.restore``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pyarrow.fs
+import ray
+from ray import tune
+
+from isobn_tune.aggregate import TrialRecord, method_table, record_from_result, summarise_groups, table_markdown
+from isobn_tune.errors import UserError
+from isobn_tune.features import TaskData, default_cache_dir, tokenize_task
+from isobn_tune.glue_data import DataSource, resolve_glue_dir
+from isobn_tune.metrics import OBJECTIVE
+from isobn_tune.model import load_tokenizer
+from isobn_tune.progress import ProgressLine
+from isobn_tune.search import build_param_space, build_scheduler, build_searcher, num_samples
+from isobn_tune.space import SweepSpace, load_space
+from isobn_tune.tasks import get_task
+from isobn_tune.tracking import SweepTracker, check_tracking_uri, default_tracking_uri
+from isobn_tune.trainable import fine_tune_trial
+
+MANIFEST = "sweep.json"
+MANIFEST_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class SweepDir:
+    """``<storage>/<name>``: a local directory or a URI (``s3://``, ``gs://`` ...)."""
+
+    storage: str
+    name: str
+
+    @property
+    def root(self) -> str:
+        return f"{self.storage.rstrip('/')}/{self.name}"
+
+    def task_dir(self, task: str) -> str:
+        return f"{self.root}/{task}"
+
+    @classmethod
+    def parse(cls, path: str) -> SweepDir:
+        path = path.rstrip("/")
+        if "://" not in path:
+            path = str(Path(path).expanduser().resolve())
+        storage, _, name = path.rpartition("/")
+        return cls(storage, name)
+
+
+@dataclass
+class SweepOutcome:
+    sweep_dir: SweepDir
+    records: list[TrialRecord]
+    parent_run_id: str | None
+
+    @property
+    def errored(self) -> list[TrialRecord]:
+        return [r for r in self.records if r.status == "errored"]
+
+
+def run_sweep(
+    space_file: str | Path,
+    *,
+    address: str | None = None,
+    storage: str | None = None,
+    name: str | None = None,
+    tracking_uri: str | None = None,
+    echo: Callable[[str], None] = print,
+) -> SweepOutcome:
+    """Validate, prepare and run every task's experiment of a space file."""
+    space = load_space(space_file)
+    sweep_dir = SweepDir(
+        _absolute_storage(storage or space.run.storage_path),
+        name or f"{space.name}-{datetime.now():%Y%m%d-%H%M%S}",
+    )
+    if _exists(f"{sweep_dir.root}/{MANIFEST}"):
+        raise UserError(
+            f"sweep {sweep_dir.root} already exists: resume it with `isobn-tune resume {sweep_dir.root}` "
+            "or pass another --name"
+        )
+    tracking_uri = tracking_uri or space.mlflow.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") \
+        or default_tracking_uri(sweep_dir.storage)
+    data = _prepare(space, sweep_dir, tracking_uri, address, echo)
+
+    tracker = SweepTracker.start(tracking_uri, space, sweep_dir.name, Path(space_file).read_text())
+    _write_manifest(sweep_dir, {
+        "format": MANIFEST_FORMAT, "name": sweep_dir.name, "space_file": str(space_file),
+        "space": space.model_dump(mode="json"), "tracking_uri": tracking_uri,
+        "parent_run_id": tracker.parent_run_id, "created": datetime.now().isoformat(timespec="seconds"),
+    })
+    echo(f"sweep {sweep_dir.root}: {space.trial_count()} trials over {len(space.tasks)} task(s); "
+         f"MLflow {tracking_uri} run {tracker.parent_run_id}")
+    echo(f"if interrupted: isobn-tune resume {sweep_dir.root}")
+    return _run_tasks(space, sweep_dir, data, tracker, echo, restore=False, retry_errored=False)
+
+
+def resume_sweep(
+    path: str,
+    *,
+    address: str | None = None,
+    retry_errored: bool = False,
+    echo: Callable[[str], None] = print,
+) -> SweepOutcome:
+    """Continue an interrupted sweep: finished trials keep their results and are not re-run,
+    unfinished ones continue from their last checkpoint, errored ones only on request."""
+    sweep_dir = SweepDir.parse(path)
+    manifest = _read_manifest(sweep_dir)
+    space = SweepSpace.model_validate(manifest["space"])
+    tracking_uri = manifest["tracking_uri"]
+    data = _prepare(space, sweep_dir, tracking_uri, address, echo)
+    tracker = SweepTracker.resume(tracking_uri, manifest["parent_run_id"])
+    echo(f"resuming {sweep_dir.root} (MLflow run {tracker.parent_run_id})")
+    return _run_tasks(space, sweep_dir, data, tracker, echo, restore=True, retry_errored=retry_errored)
+
+
+def _prepare(space: SweepSpace, sweep_dir: SweepDir, tracking_uri: str, address: str | None,
+             echo: Callable[[str], None]) -> dict[str, TaskData]:
+    """Every check that can fail on user input, before anything is created; then tokenise."""
+    _check_storage(sweep_dir.storage)
+    check_tracking_uri(tracking_uri)
+    tokenizer = load_tokenizer(space.model.name_or_path)
+    source = DataSource(resolve_glue_dir(space.data.glue_dir))
+    data = {}
+    for name in space.tasks:
+        echo(f"tokenising {name} (cached after the first time) ...")
+        data[name] = tokenize_task(
+            get_task(name), tokenizer, space.data.max_seq_length, source, default_cache_dir(),
+            space.data.max_train_examples, space.data.max_dev_examples,
+        )
+    connect_ray(address)
+    return data
+
+
+def _run_tasks(space: SweepSpace, sweep_dir: SweepDir, data: dict[str, TaskData], tracker: SweepTracker,
+               echo: Callable[[str], None], *, restore: bool, retry_errored: bool) -> SweepOutcome:
+    records: list[TrialRecord] = []
+    for task in space.tasks:
+        trainable = _trainable(space, data[task])
+        task_dir = sweep_dir.task_dir(task)
+        if restore and tune.Tuner.can_restore(task_dir):
+            tuner = tune.Tuner.restore(
+                task_dir, trainable=trainable, resume_unfinished=True,
+                resume_errored=retry_errored, restart_errored=False,
+            )
+        else:
+            tuner = _build_tuner(space, task, sweep_dir, trainable, tracker)
+        grid = tuner.fit()
+        task_records = [
+            record_from_result(_trial_id(r), r.config, r.metrics, r.error is not None) for r in grid
+        ]
+        tracker.log_task_summary(task, task_records)
+        records.extend(task_records)
+    rows = method_table(summarise_groups(records))
+    tracker.finish(records)
+    if rows:
+        echo(table_markdown(rows))
+    outcome = SweepOutcome(sweep_dir, records, tracker.parent_run_id)
+    if outcome.errored:
+        echo(f"{len(outcome.errored)} trial(s) errored; retry them with "
+             f"`isobn-tune resume {sweep_dir.root} --retry-errored`")
+    return outcome
+
+
+def _trainable(space: SweepSpace, data: TaskData) -> Any:
+    """The trainable with its data in the object store once, and its per-trial resources."""
+    res = space.resources
+    return tune.with_resources(
+        tune.with_parameters(fine_tune_trial, data=data), {"cpu": res.cpus_per_trial, "gpu": res.gpus_per_trial}
+    )
+
+
+def _build_tuner(space: SweepSpace, task: str, sweep_dir: SweepDir, trainable: Any,
+                 tracker: SweepTracker) -> tune.Tuner:
+    return tune.Tuner(
+        trainable,
+        param_space=build_param_space(space, task),
+        tune_config=tune.TuneConfig(
+            scheduler=build_scheduler(space),
+            search_alg=build_searcher(space),
+            num_samples=num_samples(space),
+            max_concurrent_trials=space.resources.max_concurrent_trials,
+        ),
+        run_config=tune.RunConfig(
+            name=task,
+            storage_path=sweep_dir.root,
+            checkpoint_config=tune.CheckpointConfig(
+                num_to_keep=space.run.checkpoints_to_keep,
+                checkpoint_score_attribute=OBJECTIVE,
+                checkpoint_score_order="max",
+            ),
+            failure_config=tune.FailureConfig(max_failures=space.run.max_failures),
+            callbacks=[tracker.callback(task), ProgressLine(task)],
+            verbose=0,
+        ),
+    )
+
+
+def _trial_id(result: Any) -> str:
+    return Path(result.path).name if result.path else str(uuid.uuid4())
+
+
+def connect_ray(address: str | None) -> None:
+    """Join the cluster at ``address`` (``auto``, ``host:port``, ``ray://...``), or start a local
+    one; an unreachable address is a one-line error."""
+    if ray.is_initialized():
+        return
+    try:
+        ray.init(address=address, logging_level="WARNING", log_to_driver=True)
+    except (ConnectionError, RuntimeError, ValueError, TimeoutError) as exc:
+        raise UserError(f"cannot connect to Ray at {address!r}: {str(exc).strip().splitlines()[0]}") from exc
+
+
+def _absolute_storage(storage: str) -> str:
+    return storage if "://" in storage else str(Path(storage).expanduser().resolve())
+
+
+def _check_storage(storage: str) -> None:
+    """The storage path must be writable (a local directory or a URI pyarrow can open)."""
+    try:
+        fs, path = pyarrow.fs.FileSystem.from_uri(storage if "://" in storage else Path(storage).as_uri())
+        fs.create_dir(path, recursive=True)
+        probe = f"{path}/.isobn-write-test-{uuid.uuid4().hex}"
+        with fs.open_output_stream(probe) as f:
+            f.write(b"ok")
+        fs.delete_file(probe)
+    except (OSError, pyarrow.ArrowException) as exc:
+        raise UserError(f"storage path {storage!r} is not writable: {str(exc).strip().splitlines()[0]}") from exc
+
+
+def _fs(uri_or_path: str) -> tuple[pyarrow.fs.FileSystem, str]:
+    return pyarrow.fs.FileSystem.from_uri(uri_or_path if "://" in uri_or_path else Path(uri_or_path).as_uri())
+
+
+def _exists(uri_or_path: str) -> bool:
+    fs, path = _fs(uri_or_path)
+    return fs.get_file_info(path).type != pyarrow.fs.FileType.NotFound
+
+
+def _write_manifest(sweep_dir: SweepDir, manifest: dict[str, Any]) -> None:
+    fs, path = _fs(f"{sweep_dir.root}/{MANIFEST}")
+    fs.create_dir(path.rpartition("/")[0], recursive=True)
+    with fs.open_output_stream(path) as f:
+        f.write(json.dumps(manifest, indent=2).encode())
+
+
+def _read_manifest(sweep_dir: SweepDir) -> dict[str, Any]:
+    target = f"{sweep_dir.root}/{MANIFEST}"
+    if not _exists(target):
+        raise UserError(f"{sweep_dir.root} is not a sweep directory (no {MANIFEST}); "
+                        "pass the directory `isobn-tune run` printed")
+    fs, path = _fs(target)
+    with fs.open_input_stream(path) as f:
+        manifest = json.loads(f.read().decode())
+    if manifest.get("format") != MANIFEST_FORMAT:
+        raise UserError(f"{target}: unsupported manifest format {manifest.get('format')!r}")
+    return manifest
+
+
+def main_exit_code(outcome: SweepOutcome) -> int:
+    return 1 if outcome.errored else 0
+

@@ -1,0 +1,99 @@
+"""From a validated space to Tune's pieces: the param space, the scheduler and the searcher.
+
+One Tune experiment per task, so a scheduler or searcher never compares trials whose metrics
+belong to different tasks.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ray import tune
+from ray.tune.schedulers import (
+    ASHAScheduler,
+    FIFOScheduler,
+    MedianStoppingRule,
+    PopulationBasedTraining,
+    TrialScheduler,
+)
+from ray.tune.search import ConcurrencyLimiter, Searcher
+from ray.tune.search.optuna import OptunaSearch
+
+from isobn_tune.group_schedulers import GroupMedianStoppingRule, GroupSuccessiveHalving
+from isobn_tune.metrics import BEST_OBJECTIVE, MODE, OBJECTIVE
+from isobn_tune.recipe import NORM_KEYS
+from isobn_tune.seed_repeater import SeedMedianRepeater
+from isobn_tune.space import SweepSpace
+
+GRID_AXES = ("lr", "batch_size", "seed")
+
+
+def build_param_space(space: SweepSpace, task: str) -> dict[str, Any]:
+    """Tune's ``param_space`` for ``task``.
+
+    Grid sweeps: ``lr``, ``batch_size`` and ``seed`` are grid axes, and ``norm`` is one more
+    axis whose values couple (cls_norm, beta, alpha, eps), so baselines are not multiplied by
+    IsoBN's beta grid. Optuna sweeps: beta and alpha are uniform domains for the searcher;
+    seeds come from :class:`SeedMedianRepeater`.
+    """
+    if space.optuna is not None:
+        opt = space.optuna
+        return space.optuna_base_config(task) | {
+            "beta": tune.uniform(opt.beta.low, opt.beta.high),
+            "alpha": tune.uniform(opt.alpha.low, opt.alpha.high),
+        }
+    configs = space.trial_configs(task)
+    variants: list[dict[str, Any]] = []
+    for cfg in configs:
+        variant = {k: cfg[k] for k in NORM_KEYS}
+        if variant not in variants:
+            variants.append(variant)
+    fixed = {k: v for k, v in configs[0].items() if k not in NORM_KEYS and k not in GRID_AXES}
+    axes = {axis: list(dict.fromkeys(cfg[axis] for cfg in configs)) for axis in GRID_AXES}
+    return fixed | {"norm": tune.grid_search(variants)} | {a: tune.grid_search(v) for a, v in axes.items()}
+
+
+def num_samples(space: SweepSpace) -> int:
+    """Tune's ``num_samples``: one pass over the grid, or points x seeds for Optuna."""
+    return space.trials_per_task() if space.optuna is not None else 1
+
+
+def build_searcher(space: SweepSpace) -> Searcher | None:
+    """Optuna over (beta, alpha), each point run at every seed and judged by the seed median."""
+    if space.optuna is None:
+        return None
+    opt, seeds = space.optuna, space.grid.seeds
+    optuna = OptunaSearch(metric=BEST_OBJECTIVE, mode=MODE, seed=opt.seed)
+    return ConcurrencyLimiter(SeedMedianRepeater(optuna, seeds), max_concurrent=opt.max_concurrent * len(seeds))
+
+
+def build_scheduler(space: SweepSpace) -> TrialScheduler:
+    """The scheduler the file names. Stopping rules compare the best dev metric so far (the
+    paper keeps the best epoch); PBT exploits on the current epoch's metric."""
+    section, max_t = space.scheduler, space.recipe.max_epochs
+    common = {"time_attr": "epoch", "metric": BEST_OBJECTIVE, "mode": MODE}
+    if section.type == "fifo":
+        return FIFOScheduler()
+    if section.type == "asha":
+        return ASHAScheduler(
+            **common, max_t=max_t, grace_period=section.grace_period, reduction_factor=section.reduction_factor
+        )
+    if section.type == "median":
+        return MedianStoppingRule(
+            **common, grace_period=section.grace_period, min_samples_required=section.min_samples_required
+        )
+    if section.type == "pbt":
+        return PopulationBasedTraining(
+            time_attr="epoch", metric=OBJECTIVE, mode=MODE,
+            perturbation_interval=section.perturbation_interval,
+            hyperparam_mutations={"lr": list(section.hyperparam_mutations.lr)},
+        )
+    if section.type == "asha_by_config":
+        return GroupSuccessiveHalving(
+            **common, max_t=max_t, grace_period=section.grace_period, reduction_factor=section.reduction_factor
+        )
+    if section.type == "median_by_config":
+        return GroupMedianStoppingRule(
+            **common, grace_period=section.grace_period, min_groups_required=section.min_groups_required
+        )
+    raise ValueError(f"unknown scheduler type {section.type!r}")  # the space schema rules this out
