@@ -25,7 +25,8 @@ from ray import tune
 
 from isobn_tune.aggregate import TrialRecord, method_table, record_from_result, summarise_groups, table_markdown
 from isobn_tune.errors import UserError
-from isobn_tune.features import TaskData, default_cache_dir, tokenize_task
+from isobn_tune.batches import TaskData
+from isobn_tune.features import default_cache_dir, tokenize_task
 from isobn_tune.glue_data import DataSource, resolve_glue_dir
 from isobn_tune.metrics import OBJECTIVE
 from isobn_tune.model import load_tokenizer
@@ -120,7 +121,7 @@ def resume_sweep(
     """Continue an interrupted sweep: finished trials keep their results and are not re-run,
     unfinished ones continue from their last checkpoint, errored ones only on request."""
     sweep_dir = SweepDir.parse(path)
-    manifest = _read_manifest(sweep_dir)
+    manifest = read_manifest(sweep_dir)
     space = SweepSpace.model_validate(manifest["space"])
     tracking_uri = manifest["tracking_uri"]
     data = _prepare(space, sweep_dir, tracking_uri, address, echo)
@@ -195,6 +196,8 @@ def _build_tuner(space: SweepSpace, task: str, sweep_dir: SweepDir, trainable: A
             search_alg=build_searcher(space),
             num_samples=num_samples(space),
             max_concurrent_trials=space.resources.max_concurrent_trials,
+            trial_name_creator=_trial_name,
+            trial_dirname_creator=_trial_name,
         ),
         run_config=tune.RunConfig(
             name=task,
@@ -209,6 +212,11 @@ def _build_tuner(space: SweepSpace, task: str, sweep_dir: SweepDir, trainable: A
             verbose=0,
         ),
     )
+
+
+def _trial_name(trial: Any) -> str:
+    """Short trial directory names (the default spells out every config value)."""
+    return trial.trial_id
 
 
 def _trial_id(result: Any) -> str:
@@ -259,7 +267,7 @@ def _write_manifest(sweep_dir: SweepDir, manifest: dict[str, Any]) -> None:
         f.write(json.dumps(manifest, indent=2).encode())
 
 
-def _read_manifest(sweep_dir: SweepDir) -> dict[str, Any]:
+def read_manifest(sweep_dir: SweepDir) -> dict[str, Any]:
     target = f"{sweep_dir.root}/{MANIFEST}"
     if not _exists(target):
         raise UserError(f"{sweep_dir.root} is not a sweep directory (no {MANIFEST}); "

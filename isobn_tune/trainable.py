@@ -10,7 +10,7 @@ import ray
 import torch
 from ray import tune
 
-from isobn_tune.features import TaskData
+from isobn_tune.batches import TaskData
 from isobn_tune.recipe import TrialConfig
 from isobn_tune.training import default_device, load_checkpoint, train
 

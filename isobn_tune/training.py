@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from transformers import get_linear_schedule_with_warmup
 
-from isobn_tune.features import TaskData, TokenizedSplit, iter_batches
+from isobn_tune.batches import TaskData, TokenizedSplit, iter_batches
 from isobn_tune.isotropy import IsotropyStats, isotropy_stats, save_stats
 from isobn_tune.metrics import OBJECTIVE, compute_metrics, selection_value
 from isobn_tune.model import ClsNormClassifier, build_model

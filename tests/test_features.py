@@ -3,7 +3,8 @@ import pytest
 import torch
 from transformers import AutoTokenizer
 
-from isobn_tune.features import TokenizedSplit, default_cache_dir, iter_batches, tokenize_task
+from isobn_tune.batches import TokenizedSplit, iter_batches
+from isobn_tune.features import default_cache_dir, tokenize_task
 from isobn_tune.glue_data import DataSource, load_split, subsample
 from isobn_tune.tasks import get_task
 
