@@ -54,14 +54,20 @@ def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def make_optimizer(model: torch.nn.Module, cfg: TrialConfig) -> torch.optim.AdamW:
-    """AdamW; with weight decay, biases and normalisation weights (1-d tensors) are excluded."""
+def make_optimizer(model: torch.nn.Module, cfg: TrialConfig, *, fused: bool | None = None) -> torch.optim.AdamW:
+    """AdamW; with weight decay, biases and normalisation weights (1-d tensors) are excluded.
+
+    On CUDA the fused kernel is the default: a BERT step is bound by kernel launches, and the
+    fused update replaces hundreds of them (benchmarks/gpu_throughput.py measures it).
+    """
     params = [p for p in model.parameters() if p.requires_grad]
     groups = [
         {"params": [p for p in params if p.ndim >= 2], "weight_decay": cfg.weight_decay},
         {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
     ]
-    return torch.optim.AdamW(groups, lr=cfg.lr, eps=cfg.adam_eps)
+    if fused is None:
+        fused = all(p.is_cuda for p in params)
+    return torch.optim.AdamW(groups, lr=cfg.lr, eps=cfg.adam_eps, fused=fused)
 
 
 def steps_per_epoch(n_train: int, batch_size: int) -> int:
@@ -74,6 +80,28 @@ def autocast_context(cfg: TrialConfig, device: torch.device) -> contextlib.Abstr
     if cfg.precision == "bf16":
         return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+def train_step(
+    model: ClsNormClassifier,
+    batch: dict[str, torch.Tensor],
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    cfg: TrialConfig,
+    device: torch.device,
+) -> torch.Tensor:
+    """One optimisation step (forward under autocast, backward, clipping, AdamW, schedule);
+    returns the detached loss."""
+    with autocast_context(cfg, device):
+        logits, _ = model(batch)
+    loss = model.loss(logits, batch["labels"])
+    loss.backward()
+    if cfg.max_grad_norm > 0:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+    return loss.detach()
 
 
 def _to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
@@ -173,20 +201,13 @@ def train(
         # 4. One epoch of training.
         model.train()
         t0 = time.perf_counter()
-        loss_sum, n_seen = 0.0, 0
+        loss_sum, n_seen = torch.zeros((), device=device), 0
         for idx in _train_batches(data, cfg, epoch):
             batch = _to_device(data.train.collate(idx), device)
-            with autocast_context(cfg, device):
-                logits, _ = model(batch)
-            loss = model.loss(logits, batch["labels"])
-            loss.backward()
-            if cfg.max_grad_norm > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            loss_sum += loss.item() * len(idx)
+            loss = train_step(model, batch, optimizer, scheduler, cfg, device)
+            loss_sum += loss * len(idx)  # stays on the device: no sync per step
             n_seen += len(idx)
+        train_loss = loss_sum.item() / max(n_seen, 1)
         train_time = time.perf_counter() - t0
 
         # 5. Evaluate on dev; keep the best epoch (the paper's early stopping by best checkpoint).
@@ -196,7 +217,7 @@ def train(
             result.best_objective, result.best_epoch = metrics[OBJECTIVE], epoch
         metrics.update(
             epoch=epoch,
-            train_loss=loss_sum / max(n_seen, 1),
+            train_loss=train_loss,
             lr=scheduler.get_last_lr()[0],
             best_objective=result.best_objective,
             best_epoch=result.best_epoch,
