@@ -1,0 +1,462 @@
+"""Tune schedulers that keep or stop a configuration group (a config over all its seeds) whole.
+
+Ray's per-trial ASHA and median stopping rule stop some seeds of a configuration and keep others;
+the survivors are the lucky seeds, so the configuration's median over seeds is biased upward.
+These schedulers decide per group instead, on the median over its seeds.
+
+How a decision is synchronised: a milestone (an ASHA rung, or an epoch of the median rule) is
+decided once per group, when none of the group's seeds that Tune has created is still unfinished
+below it. Seeds that arrive earlier are PAUSED (which frees their resources); the decision then
+resumes them all or stops them all. Seeds that errored or ended before the milestone do not block
+it; the median is over the seeds that reached it. Seeds Tune creates *after* a decision (a searcher
+or ``max_concurrent_trials`` that creates trials lazily) follow it when they reach the milestone.
+So decisions use every seed only when all seeds of a group exist together. Tune's default
+``BasicVariantGenerator`` without ``max_concurrent_trials`` creates trials ahead of time, up to
+``TUNE_MAX_PENDING_TRIALS_PG`` pending ones (by default at least 200): a grid of that size exists
+from the start. With ``max_concurrent_trials=k`` a paused trial still counts as running, so only
+``k`` trials exist at a time: let ``k`` be a multiple of the seeds per group, with the seed as the
+grid's fastest-varying key (Tune varies the alphabetically first key fastest).
+
+Requirements: the trainable reports ``time_attr`` and the metric in every result and a checkpoint
+at least at every milestone (pausing resumes from the latest checkpoint), and results are not
+buffered (the schedulers disable result buffering).
+
+Restore: Ray saves a scheduler only as it was when the ``Tuner`` was built, never its run state,
+so the schedulers write their bookkeeping to the experiment's driver staging directory (synced with
+the experiment state) on every event and read it back when ``Tuner.restore`` re-adds the trials.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import pickle
+import tempfile
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from ray.tune.experiment import Trial
+from ray.tune.result import DEFAULT_METRIC
+from ray.tune.schedulers import TrialScheduler
+
+from isobn_tune.errors import UserError
+from isobn_tune.groups import group_key
+
+STATE_FILE = "group-scheduler-state.pkl"
+_FINISHED = (Trial.TERMINATED, Trial.ERROR)
+# Attributes tied to this process's Trial objects: rebuilt as Tune (re-)adds trials, never pickled.
+_RUNTIME = ("_trials", "_group_of", "_members", "_state_path", "_to_park", "_to_stop")
+
+GroupFn = Callable[[dict[str, Any]], str]
+Milestone = float
+
+
+@dataclass
+class _Book:
+    """A group scheduler's run state: plain, picklable data keyed by trial id and group key.
+
+    Values are signed so that higher is always better.
+    """
+
+    trial_ids: set[str] = field(default_factory=set)
+    reached: dict[str, float] = field(default_factory=dict)  # highest time_attr reported
+    best: dict[str, float] = field(default_factory=dict)  # best value reported so far
+    ended: set[str] = field(default_factory=set)
+    # Undecided (group, milestone) -> {trial id: value}; those trials are paused, waiting.
+    arrivals: dict[tuple[str, Milestone], dict[str, float]] = field(default_factory=dict)
+    decisions: dict[tuple[str, Milestone], bool] = field(default_factory=dict)  # True: keep
+    recorded: dict[Milestone, dict[str, float]] = field(default_factory=dict)  # group medians
+    stopped_at: dict[str, Milestone] = field(default_factory=dict)
+    to_resume: list[str] = field(default_factory=list)  # paused seeds of kept groups
+
+    def waiting(self) -> set[str]:
+        return {tid for values in self.arrivals.values() for tid in values}
+
+
+class _GroupScheduler(TrialScheduler):
+    """Shared machinery: milestones, pausing, group decisions, persistence."""
+
+    _supports_buffered_results = False
+
+    def __init__(
+        self,
+        time_attr: str,
+        metric: str | None,
+        mode: str | None,
+        max_t: float | None,
+        group_fn: GroupFn,
+    ) -> None:
+        super().__init__()
+        if max_t is not None and not max_t > 0:
+            raise UserError(f"{type(self).__name__}: max_t={max_t} must be > 0")
+        self._time_attr = time_attr
+        self._metric = metric
+        self._mode: str | None = None
+        self._sign = 0.0
+        if mode:
+            self._set_mode(mode)
+        self._max_t = max_t
+        self._group_fn = group_fn
+        self._book = _Book()
+        self._state_path: Path | None = None
+        self._trials: dict[str, Trial] = {}
+        self._group_of: dict[str, str] = {}
+        self._members: dict[str, list[str]] = defaultdict(list)
+        # Re-added trials (restore, retry after an error) to hold or stop before they start.
+        self._to_park: set[str] = set()
+        self._to_stop: set[str] = set()
+
+    # ----- subclass hooks -------------------------------------------------------------------
+    def _milestone(self, previous: float, now: float) -> Milestone | None:
+        """The milestone reached by a result at ``now`` after one at ``previous``, if any."""
+        raise NotImplementedError
+
+    def _arrival_value(self, trial_id: str, value: float) -> float:
+        """The signed value a seed brings to a milestone."""
+        raise NotImplementedError
+
+    def _keep(self, group: str, milestone: Milestone, median: float) -> bool:
+        """Whether a group with this median continues past the milestone (before recording it)."""
+        raise NotImplementedError
+
+    def _describe(self) -> str:
+        """The parameters, for ``debug_string``."""
+        raise NotImplementedError
+
+    # ----- Tune's scheduler interface -------------------------------------------------------
+    def set_search_properties(self, metric: str | None, mode: str | None, **spec: Any) -> bool:
+        if (self._metric and metric) or (self._mode and mode):
+            return False
+        if metric:
+            self._metric = metric
+        if mode:
+            self._set_mode(mode)
+        if self._metric is None and self._mode:
+            self._metric = DEFAULT_METRIC
+        return True
+
+    def on_trial_add(self, tune_controller: Any, trial: Trial) -> None:
+        if not self._metric or not self._mode:
+            raise UserError(
+                f"{type(self).__name__} needs a metric and a mode (got metric={self._metric!r}, "
+                f"mode={self._mode!r}): pass them to the scheduler or to tune.TuneConfig"
+            )
+        if self._state_path is None:
+            self._adopt_saved_book(trial)
+        tid, book = trial.trial_id, self._book
+        group = self._group_fn(trial.config)
+        self._trials[tid] = trial
+        if self._group_of.get(tid) != group:
+            self._group_of[tid] = group
+            self._members[group].append(tid)
+        book.trial_ids.add(tid)
+        if trial.status in _FINISHED:
+            book.ended.add(tid)
+        else:
+            book.ended.discard(tid)
+            self._reconcile(trial, group)
+        self._save()
+
+    def on_trial_result(self, tune_controller: Any, trial: Trial, result: dict) -> str:
+        if self._time_attr not in result or self._metric not in result:
+            return TrialScheduler.CONTINUE
+        book, tid = self._book, trial.trial_id
+        group = self._group_of[tid]
+        now, value = result[self._time_attr], self._sign * result[self._metric]
+        previous = book.reached.get(tid, -math.inf)
+        book.reached[tid] = max(previous, now)
+        book.best[tid] = max(book.best.get(tid, -math.inf), value)
+        if tid in book.to_resume:
+            book.to_resume.remove(tid)
+        action = self._act(tune_controller, tid, group, previous, now, value)
+        self._save()
+        return action
+
+    def on_trial_complete(self, tune_controller: Any, trial: Trial, result: dict) -> None:
+        self._end(tune_controller, trial)
+
+    def on_trial_error(self, tune_controller: Any, trial: Trial) -> None:
+        self._end(tune_controller, trial)
+
+    def on_trial_remove(self, tune_controller: Any, trial: Trial) -> None:
+        self._end(tune_controller, trial)
+
+    def choose_trial_to_run(self, tune_controller: Any) -> Trial | None:
+        """Hold or stop re-added trials and settle groups no longer blocked, then pick: a paused
+        seed of a kept group, a pending seed of a group with waiting seeds, any pending trial,
+        a trial paused by someone else.
+
+        Tune calls this before it starts any pending trial, so re-added trials never run early.
+        """
+        for tid in self._to_park:
+            if self._trials[tid].status == Trial.PENDING:
+                tune_controller._set_trial_status(self._trials[tid], Trial.PAUSED)
+        self._to_park.clear()
+        if self._settle(tune_controller, list(self._book.arrivals)):
+            self._save()
+        for tid in self._book.to_resume:
+            trial = self._trials.get(tid)
+            if trial is not None and trial.status == Trial.PAUSED:
+                return trial
+        trials = tune_controller.get_trials()
+        pending = [t for t in trials if t.status == Trial.PENDING]
+        blocked = {group for group, _ in self._book.arrivals}
+        for trial in pending:
+            if self._group_of.get(trial.trial_id) in blocked:
+                return trial
+        if pending:
+            return pending[0]
+        waiting = self._book.waiting()
+        for trial in trials:
+            if trial.status == Trial.PAUSED and trial.trial_id not in waiting:
+                return trial
+        return None
+
+    def debug_string(self) -> str:
+        book = self._book
+        stops = defaultdict(int)
+        for milestone in book.stopped_at.values():
+            stops[milestone] += 1
+        stopped = ", ".join(f"{n} at {m:g}" for m, n in sorted(stops.items())) or "none"
+        return (
+            f"Using {type(self).__name__} ({self._describe()}): {len(self._members)} groups; "
+            f"groups stopped: {stopped}; seeds waiting for their group: {len(book.waiting())}"
+        )
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        for runtime in _RUNTIME:
+            del state[runtime]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._state_path = None
+        self._trials, self._group_of, self._members = {}, {}, defaultdict(list)
+        self._to_park, self._to_stop = set(), set()
+
+    # ----- decisions --------------------------------------------------------------------------
+    def _act(
+        self, tune_controller: Any, tid: str, group: str, previous: float, now: float, value: float
+    ) -> str:
+        book = self._book
+        if group in book.stopped_at and book.reached[tid] >= book.stopped_at[group]:
+            return TrialScheduler.STOP  # a late seed reaching the milestone its group stopped at
+        if self._max_t is not None and now >= self._max_t:
+            return TrialScheduler.STOP
+        milestone = self._milestone(previous, now)
+        if milestone is None or (group, milestone) in book.decisions:
+            return TrialScheduler.CONTINUE
+        book.arrivals.setdefault((group, milestone), {})[tid] = self._arrival_value(tid, value)
+        if self._blocked(group, milestone):
+            return TrialScheduler.PAUSE
+        keep = self._decide(tune_controller, group, milestone, current=tid)
+        return TrialScheduler.CONTINUE if keep else TrialScheduler.STOP
+
+    def _blocked(self, group: str, milestone: Milestone) -> bool:
+        """Whether a seed of the group is still unfinished below the milestone."""
+        book = self._book
+        return any(
+            tid not in book.ended
+            and self._trials[tid].status not in _FINISHED
+            and book.reached.get(tid, -math.inf) < milestone
+            for tid in self._members[group]
+        )
+
+    def _decide(
+        self, tune_controller: Any, group: str, milestone: Milestone, current: str | None = None
+    ) -> bool:
+        """Decide a group at a milestone and apply it to its waiting seeds but ``current``."""
+        book = self._book
+        values = book.arrivals.pop((group, milestone))
+        median = float(np.median(list(values.values())))
+        keep = self._keep(group, milestone, median)
+        book.recorded.setdefault(milestone, {})[group] = median
+        book.decisions[(group, milestone)] = keep
+        if not keep:
+            book.stopped_at[group] = milestone
+        for tid in values:
+            trial = self._trials.get(tid)  # None: not re-added after a restore
+            if tid == current or tid in book.ended or trial is None:
+                continue
+            if keep:
+                book.to_resume.append(tid)
+            else:
+                tune_controller.stop_trial(trial)
+        return keep
+
+    def _settle(self, tune_controller: Any, pending: Iterable[tuple[str, Milestone]]) -> bool:
+        """Decide the given undecided milestones that nothing blocks any more; stop the re-added
+        seeds of stopped groups."""
+        changed = False
+        for group, milestone in sorted(pending, key=lambda key: key[1]):
+            if (group, milestone) in self._book.arrivals and not self._blocked(group, milestone):
+                self._decide(tune_controller, group, milestone)
+                changed = True
+        while self._to_stop:
+            trial = self._trials[self._to_stop.pop()]
+            if trial.status not in _FINISHED:
+                tune_controller.stop_trial(trial)
+            changed = True
+        return changed
+
+    def _end(self, tune_controller: Any, trial: Trial) -> None:
+        book, tid = self._book, trial.trial_id
+        book.ended.add(tid)
+        if tid in book.to_resume:
+            book.to_resume.remove(tid)
+        group = self._group_of[tid]
+        self._settle(tune_controller, [key for key in book.arrivals if key[0] == group])
+        self._save()
+
+    # ----- restore ----------------------------------------------------------------------------
+    def _reconcile(self, trial: Trial, group: str) -> None:
+        """Line up the book with a (re-)added unfinished trial; mark it to be held while its group
+        is undecided at the milestone it waits at, or stopped if its group stopped at a milestone
+        it reached."""
+        book, tid = self._book, trial.trial_id
+        last = (trial.last_result or {}).get(self._time_attr)
+        if tid in book.reached and (last is None or last < book.reached[tid]):
+            # The book is ahead of the trial's saved state: forget what the trial will redo.
+            book.reached[tid] = -math.inf if last is None else last
+            for (_, milestone), values in book.arrivals.items():
+                if milestone > book.reached[tid]:
+                    values.pop(tid, None)
+            book.arrivals = {key: values for key, values in book.arrivals.items() if values}
+        if tid in book.to_resume and trial.status == Trial.PENDING:
+            book.to_resume.remove(tid)
+        if group in book.stopped_at and book.reached.get(tid, -math.inf) >= book.stopped_at[group]:
+            self._to_stop.add(tid)
+        elif tid in book.waiting():
+            self._to_park.add(tid)
+
+    def _adopt_saved_book(self, trial: Trial) -> None:
+        """Take over the book saved in this experiment if it knows ``trial`` (Tuner.restore)."""
+        if trial.storage is None:
+            return
+        self._state_path = Path(trial.storage.experiment_driver_staging_path, STATE_FILE)
+        if self._state_path.is_file():
+            saved = pickle.loads(self._state_path.read_bytes())
+            if trial.trial_id in saved.trial_ids:
+                self._book = saved
+
+    def _save(self) -> None:
+        if self._state_path is None:
+            return
+        self._state_path.parent.mkdir(parents=True, exist_ok=True)
+        # Written beside the synced folder, never in it: a sync must not list a half-written file.
+        fd, tmp = tempfile.mkstemp(dir=self._state_path.parent.parent, prefix=f".{STATE_FILE}-")
+        with os.fdopen(fd, "wb") as f:
+            pickle.dump(self._book, f)
+        os.replace(tmp, self._state_path)
+
+    # ----- helpers ----------------------------------------------------------------------------
+    def _set_mode(self, mode: str) -> None:
+        if mode not in ("min", "max"):
+            raise UserError(f"{type(self).__name__}: mode={mode!r} must be 'min' or 'max'")
+        self._mode = mode
+        self._sign = 1.0 if mode == "max" else -1.0
+
+
+class GroupSuccessiveHalving(_GroupScheduler):
+    """ASHA over configuration groups: a group continues past a rung if the median over its seeds
+    is within the top ``1/reduction_factor`` of the group medians recorded at that rung so far.
+
+    Rungs are at ``grace_period * reduction_factor**k < max_t``; every trial stops at ``max_t``.
+
+    Guarantee: every seed of a kept group continues; every seed of a stopped group stops at the
+    same rung (its last reported ``time_attr`` is that rung). See the module docstring for how
+    seeds are synchronised and for what the trainable must report.
+    """
+
+    def __init__(
+        self,
+        time_attr: str = "epoch",
+        metric: str | None = None,
+        mode: str | None = None,
+        max_t: float = 10,
+        grace_period: float = 1,
+        reduction_factor: float = 3,
+        group_fn: GroupFn = group_key,
+    ) -> None:
+        super().__init__(time_attr, metric, mode, max_t, group_fn)
+        if not 0 < grace_period <= max_t:
+            raise UserError(
+                f"GroupSuccessiveHalving: grace_period={grace_period} must be in (0, max_t={max_t}]"
+            )
+        if not reduction_factor > 1:
+            raise UserError(
+                f"GroupSuccessiveHalving: reduction_factor={reduction_factor} must be > 1"
+            )
+        self._rf = reduction_factor
+        self.rungs: list[float] = []
+        rung = grace_period
+        while rung < max_t:
+            self.rungs.append(rung)
+            rung *= reduction_factor
+
+    def _milestone(self, previous: float, now: float) -> Milestone | None:
+        passed = [rung for rung in self.rungs if previous < rung <= now]
+        return passed[-1] if passed else None
+
+    def _arrival_value(self, trial_id: str, value: float) -> float:
+        return value
+
+    def _keep(self, group: str, milestone: Milestone, median: float) -> bool:
+        earlier = list(self._book.recorded.get(milestone, {}).values())
+        return not earlier or median >= np.nanpercentile(earlier, (1 - 1 / self._rf) * 100)
+
+    def _describe(self) -> str:
+        return "rungs " + ", ".join(f"{rung:g}" for rung in self.rungs)
+
+
+class GroupMedianStoppingRule(_GroupScheduler):
+    """The median stopping rule over configuration groups: at every ``time_attr`` value from
+    ``grace_period`` on, a group whose median over seeds of each seed's best value so far is worse
+    than the median of the other groups' medians at that time stops as a whole (decided once at
+    least ``min_groups_required`` other groups have been recorded there).
+
+    Every reported ``time_attr`` value is a milestone, so seeds wait for each other at every epoch.
+    ``max_t`` (optional) stops trials at that time without a last, useless wait.
+
+    Guarantee: every seed of a kept group continues; every seed of a stopped group stops at the
+    same epoch. See the module docstring for how seeds are synchronised and for what the
+    trainable must report.
+    """
+
+    def __init__(
+        self,
+        time_attr: str = "epoch",
+        metric: str | None = None,
+        mode: str | None = None,
+        grace_period: float = 1,
+        min_groups_required: int = 3,
+        max_t: float | None = None,
+        group_fn: GroupFn = group_key,
+    ) -> None:
+        super().__init__(time_attr, metric, mode, max_t, group_fn)
+        if not grace_period >= 0:
+            raise UserError(f"GroupMedianStoppingRule: grace_period={grace_period} must be >= 0")
+        if not min_groups_required >= 1:
+            raise UserError(
+                f"GroupMedianStoppingRule: min_groups_required={min_groups_required} must be >= 1"
+            )
+        self._grace_period = grace_period
+        self._min_groups_required = min_groups_required
+
+    def _milestone(self, previous: float, now: float) -> Milestone | None:
+        return now if now >= self._grace_period and now > previous else None
+
+    def _arrival_value(self, trial_id: str, value: float) -> float:
+        return self._book.best[trial_id]
+
+    def _keep(self, group: str, milestone: Milestone, median: float) -> bool:
+        others = [v for g, v in self._book.recorded.get(milestone, {}).items() if g != group]
+        return len(others) < self._min_groups_required or median >= np.nanmedian(others)
+
+    def _describe(self) -> str:
+        return f"from {self._grace_period:g}, needs {self._min_groups_required} other groups"

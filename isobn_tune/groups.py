@@ -1,0 +1,47 @@
+"""Configuration groups: a trial's config without its seed names the configuration it samples."""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+SEED_KEYS = ("seed", "__trial_index__")
+
+_DELIMITERS = frozenset(",={}[]'\" ")
+
+
+def group_key(config: Mapping[str, Any]) -> str:
+    """A stable, readable key for ``config`` minus its top-level :data:`SEED_KEYS`.
+
+    Keys are sorted (nested mappings too), floats are written with ``repr`` (``2e-05``, never
+    ``2.0000000000000002e-05`` from formatting noise, and never rounded so distinct values stay
+    distinct), numpy scalars as the Python number they hold, and strings are quoted only when
+    they contain a delimiter. Example: ``group_key({"lr": 2e-5, "seed": 3, "task": "rte"})``
+    is ``"lr=2e-05,task=rte"``.
+    """
+    return _render_mapping({k: v for k, v in config.items() if k not in SEED_KEYS})
+
+
+def _render_mapping(values: Mapping[str, Any]) -> str:
+    return ",".join(f"{key}={_render(values[key])}" for key in sorted(values, key=str))
+
+
+def _render(value: Any) -> str:
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, Mapping):
+        return "{" + _render_mapping(value) + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(_render(v) for v in value) + "]"
+    if isinstance(value, (bool, type(None))):
+        return str(value)
+    if isinstance(value, numbers.Integral):
+        return str(int(value))
+    if isinstance(value, numbers.Real):
+        return repr(float(value))
+    if isinstance(value, str):
+        return repr(value) if not value or _DELIMITERS & set(value) else value
+    return repr(value)

@@ -1,0 +1,272 @@
+"""Group schedulers on real Ray Tune: seeds of a configuration are kept or stopped together.
+
+The trainable's metric is the configuration's true quality plus a large, fixed per-seed offset,
+so per-trial early stopping keeps the lucky seeds while the true group median (all seeds to the
+end) is known exactly.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import random
+import signal
+import statistics
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import pytest
+import ray
+from ray import cloudpickle, tune
+from ray.tune.schedulers import ASHAScheduler, TrialScheduler
+
+from isobn_tune.errors import UserError
+from isobn_tune.group_schedulers import (
+    STATE_FILE,
+    GroupMedianStoppingRule,
+    GroupSuccessiveHalving,
+)
+from isobn_tune.groups import group_key
+
+MAX_T = 9
+RUNGS = (1, 3)
+QUALITIES = (0.0, 0.4, 0.8, 1.2)
+SEEDS = (0, 1, 2)
+
+
+def seed_value(quality: float, seed: int) -> float:
+    """The metric one seed of a configuration reports at every epoch."""
+    return quality + random.Random(f"{quality}/{seed}").gauss(0.0, 1.0)
+
+
+def noisy_trainable(config: dict) -> None:
+    start = 0
+    checkpoint = tune.get_checkpoint()
+    if checkpoint:
+        with checkpoint.as_directory() as folder:
+            start = int(Path(folder, "epoch").read_text())
+    value = seed_value(config["true_quality"], config["seed"])
+    for epoch in range(start + 1, MAX_T + 1):
+        with tempfile.TemporaryDirectory() as folder:
+            Path(folder, "epoch").write_text(str(epoch))
+            tune.report(
+                {"epoch": epoch, "objective": value},
+                checkpoint=tune.Checkpoint.from_directory(folder),
+            )
+
+
+class InterruptAtRung(tune.Callback):
+    """Sends the driver SIGUSR1 (Tune's Ctrl+C) at a configuration's first result at a rung: that
+    seed waits there for its siblings across the interruption. Fires once: the flag file is
+    consumed, so the copy of this callback that ``Tuner.restore`` unpickles does nothing."""
+
+    def __init__(self, flag: Path, true_quality: float, rung: int) -> None:
+        self.flag, self.true_quality, self.rung = flag, true_quality, rung
+
+    def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
+        ours = trial.config["true_quality"] == self.true_quality
+        if ours and result["epoch"] == self.rung and self.flag.exists():
+            self.flag.unlink()
+            os.kill(os.getpid(), signal.SIGUSR1)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def ray_cluster():
+    # Ship this module's trainable by value: trial workers cannot import a test module by name.
+    module = sys.modules[__name__]
+    cloudpickle.register_pickle_by_value(module)
+    ray.init(num_cpus=2, include_dashboard=False, configure_logging=False)
+    yield
+    ray.shutdown()
+    cloudpickle.unregister_pickle_by_value(module)
+
+
+def make_tuner(
+    scheduler: TrialScheduler,
+    path: Path,
+    qualities: tuple[float, ...] = QUALITIES,
+    seeds: tuple[int, ...] = SEEDS,
+    max_concurrent: int | None = None,
+    callbacks: tuple[tune.Callback, ...] = (),
+) -> tune.Tuner:
+    return tune.Tuner(
+        noisy_trainable,
+        # Tune varies the alphabetically first key fastest: a group's seeds are consecutive trials.
+        param_space={
+            "seed": tune.grid_search(list(seeds)),
+            "true_quality": tune.grid_search(list(qualities)),
+        },
+        tune_config=tune.TuneConfig(
+            metric="objective",
+            mode="max",
+            scheduler=scheduler,
+            max_concurrent_trials=max_concurrent,
+            time_budget_s=90,
+            reuse_actors=True,
+        ),
+        run_config=tune.RunConfig(
+            name="sweep",
+            storage_path=str(path),
+            verbose=0,
+            callbacks=list(callbacks),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+        ),
+    )
+
+
+def group_outcomes(results: tune.ResultGrid) -> dict[str, list[tuple[int, float]]]:
+    """Group key -> (last epoch, last value) of each seed."""
+    outcomes = defaultdict(list)
+    for result in results:
+        outcomes[group_key(result.config)].append(
+            (result.metrics["epoch"], result.metrics["objective"])
+        )
+    return outcomes
+
+
+def last_epochs(results: tune.ResultGrid) -> dict[str, list[int]]:
+    return {
+        group: sorted(epoch for epoch, _ in seeds)
+        for group, seeds in group_outcomes(results).items()
+    }
+
+
+def survivor_bias(results: tune.ResultGrid) -> list[float]:
+    """For each group with a seed that ran to the end: median over those seeds minus the true
+    median over all seeds."""
+    biases = []
+    for group, seeds in group_outcomes(results).items():
+        survivors = [value for epoch, value in seeds if epoch == MAX_T]
+        quality = next(r.config["true_quality"] for r in results if group_key(r.config) == group)
+        if survivors:
+            truth = statistics.median(seed_value(quality, s) for s in SEEDS)
+            biases.append(statistics.median(survivors) - truth)
+    return biases
+
+
+def assert_groups_move_together(results: tune.ResultGrid, milestones: tuple[int, ...]) -> None:
+    assert results.num_errors == 0
+    assert results.num_terminated == len(results)
+    for group, ends in last_epochs(results).items():
+        assert len(set(ends)) == 1, f"{group}: seeds stopped at {ends}"
+        assert ends[0] in {*milestones, MAX_T}
+
+
+def group_ends(results: tune.ResultGrid) -> set[int]:
+    """The epochs at which groups ended (all their seeds together)."""
+    return {ends[0] for ends in last_epochs(results).values()}
+
+
+class GroupRun(NamedTuple):
+    scheduler: GroupSuccessiveHalving
+    results: tune.ResultGrid
+
+
+@pytest.fixture(scope="module")
+def group_halving_run(tmp_path_factory) -> GroupRun:
+    scheduler = GroupSuccessiveHalving(max_t=MAX_T, grace_period=1, reduction_factor=3)
+    # As many trials at once as seeds per group: the groups run one after another, each decided
+    # over all its seeds, so the decisions are deterministic.
+    tuner = make_tuner(
+        scheduler, tmp_path_factory.mktemp("group-halving"), max_concurrent=len(SEEDS)
+    )
+    return GroupRun(scheduler, tuner.fit())
+
+
+def test_group_key_drops_the_seed_keys_and_sorts_the_rest() -> None:
+    config = {"task": "rte", "seed": 3, "lr": 2e-5, "__trial_index__": 1}
+
+    assert group_key(config) == "lr=2e-05,task=rte"
+
+
+def test_group_key_ignores_key_order_and_numeric_types() -> None:
+    one = {"lr": 2e-5, "overrides": {"dropout": 0.1, "layers": 6}}
+    other = {"overrides": {"layers": np.int64(6), "dropout": np.float64(0.1)}, "lr": 2e-5}
+
+    assert group_key(one) == group_key(other) == "lr=2e-05,overrides={dropout=0.1,layers=6}"
+
+
+def test_group_key_keeps_close_floats_apart() -> None:
+    assert group_key({"beta": 0.1234567}) != group_key({"beta": 0.1234568})
+
+
+def test_group_scheduler_rejects_an_unknown_mode() -> None:
+    with pytest.raises(UserError, match="mode='maximise' must be 'min' or 'max'"):
+        GroupSuccessiveHalving(metric="objective", mode="maximise")
+
+
+def test_per_trial_asha_biases_the_median_of_kept_groups_upward(tmp_path) -> None:
+    scheduler = ASHAScheduler(time_attr="epoch", max_t=MAX_T, grace_period=1, reduction_factor=3)
+    results = make_tuner(scheduler, tmp_path, max_concurrent=1).fit()
+
+    assert sum(survivor_bias(results)) > 0
+
+
+def test_group_successive_halving_leaves_the_median_of_kept_groups_unbiased(
+    group_halving_run,
+) -> None:
+    biases = survivor_bias(group_halving_run.results)
+
+    assert biases and all(bias == 0 for bias in biases)
+
+
+def test_group_successive_halving_keeps_or_stops_every_seed_of_a_group_at_one_rung(
+    group_halving_run,
+) -> None:
+    assert_groups_move_together(group_halving_run.results, RUNGS)
+    ends = group_ends(group_halving_run.results)
+    assert MAX_T in ends and ends & set(RUNGS), "expected kept and stopped groups"
+
+
+def test_group_successive_halving_debug_string_summarises_the_run(group_halving_run) -> None:
+    assert group_halving_run.scheduler.debug_string() == (
+        "Using GroupSuccessiveHalving (rungs 1, 3): 4 groups; groups stopped: 1 at 1; "
+        "seeds waiting for their group: 0"
+    )
+
+
+def test_group_median_rule_keeps_or_stops_every_seed_of_a_group_at_one_epoch(tmp_path) -> None:
+    # Every epoch from the grace period on is a milestone; a late grace period keeps the run short.
+    scheduler = GroupMedianStoppingRule(grace_period=6, min_groups_required=2, max_t=MAX_T)
+    results = make_tuner(scheduler, tmp_path, max_concurrent=len(SEEDS)).fit()
+
+    assert_groups_move_together(results, tuple(range(6, MAX_T)))
+    ends = group_ends(results)
+    assert MAX_T in ends and min(ends) < MAX_T, "expected kept and stopped groups"
+
+
+@pytest.mark.parametrize("max_concurrent", [1, 2])
+def test_group_successive_halving_completes_with_limited_concurrency(
+    tmp_path, max_concurrent
+) -> None:
+    scheduler = GroupSuccessiveHalving(max_t=MAX_T, grace_period=1, reduction_factor=3)
+    tuner = make_tuner(scheduler, tmp_path, QUALITIES[:3], SEEDS[:2], max_concurrent)
+
+    start = time.monotonic()
+    results = tuner.fit()
+
+    assert time.monotonic() - start < 90  # the time budget would have cut a deadlock short
+    assert_groups_move_together(results, RUNGS)
+
+
+def test_restore_mid_run_decides_like_an_uninterrupted_run(tmp_path, group_halving_run) -> None:
+    flag = tmp_path / "interrupt"
+    flag.touch()
+    scheduler = GroupSuccessiveHalving(max_t=MAX_T, grace_period=1, reduction_factor=3)
+    # The last group, at its first rung: the decision there needs the other groups' medians.
+    interrupt = InterruptAtRung(flag, true_quality=QUALITIES[-1], rung=RUNGS[0])
+    interrupted = make_tuner(
+        scheduler, tmp_path, max_concurrent=len(SEEDS), callbacks=(interrupt,)
+    ).fit()
+    experiment = Path(interrupted.experiment_path)
+    assert pickle.loads((experiment / STATE_FILE).read_bytes()).waiting()
+
+    results = tune.Tuner.restore(str(experiment), trainable=noisy_trainable).fit()
+
+    assert_groups_move_together(results, RUNGS)
+    assert last_epochs(results) == last_epochs(group_halving_run.results)
