@@ -94,6 +94,7 @@ def build_scheduler(space: SweepSpace) -> TrialScheduler:
         )
     if section.type == "median_by_config":
         return GroupMedianStoppingRule(
-            **common, grace_period=section.grace_period, min_groups_required=section.min_groups_required
+            **common, max_t=max_t, grace_period=section.grace_period,
+            min_groups_required=section.min_groups_required,
         )
     raise ValueError(f"unknown scheduler type {section.type!r}")  # the space schema rules this out
