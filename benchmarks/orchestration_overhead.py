@@ -1,0 +1,97 @@
+"""Orchestration overhead: the same trials through ``isobn-tune run`` (Ray Tune, checkpoints each
+epoch, MLflow logging) versus ``isobn_tune.training.train`` called in a plain loop.
+
+Both run the trials one at a time with the same torch threads (the sweep gets
+``cpus_per_trial = --threads`` and ``max_concurrent_trials: 1``), on the same tokenised data (the
+tokenisation cache is warmed first). The sweep's wall time counts everything a user waits for:
+starting Ray, putting the data in the object store, trials, checkpoints, MLflow and the summary.
+Size trials to at least 60 s each (``--train-examples``/``--epochs``) so the ratio is about
+steady-state overhead, not start-up.
+
+Run: python benchmarks/orchestration_overhead.py [--trials 2] [--train-examples 400] [--epochs 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import ray
+import torch
+import yaml
+
+from isobn_tune.features import default_cache_dir, tokenize_task
+from isobn_tune.glue_data import DataSource, resolve_glue_dir
+from isobn_tune.model import load_tokenizer
+from isobn_tune.recipe import TrialConfig
+from isobn_tune.runner import run_sweep
+from isobn_tune.space import load_space
+from isobn_tune.tasks import get_task
+from isobn_tune.training import train
+
+
+def write_space(root: Path, args: argparse.Namespace) -> Path:
+    space = {
+        "name": "orchestration-overhead",
+        "model": {"name_or_path": args.model},
+        "tasks": [args.task],
+        "data": {"glue_dir": str(resolve_glue_dir(args.glue_dir)), "max_train_examples": args.train_examples,
+                 "max_dev_examples": args.dev_examples, "max_seq_length": args.max_seq_length},
+        "grid": {"cls_norm": ["isobn"], "lr": [5e-5], "batch_size": [16], "seeds": list(range(1, args.trials + 1))},
+        "recipe": {"max_epochs": args.epochs},
+        "scheduler": {"type": "fifo"},
+        "resources": {"cpus_per_trial": args.threads, "max_concurrent_trials": 1},
+        "run": {"storage_path": str(root / "results")},
+    }
+    path = root / "space.yaml"
+    path.write_text(yaml.safe_dump(space, sort_keys=False))
+    return path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--task", default="rte")
+    parser.add_argument("--model", default="minilm")
+    parser.add_argument("--glue-dir", default=None)
+    parser.add_argument("--trials", type=int, default=2)
+    parser.add_argument("--train-examples", type=int, default=400)
+    parser.add_argument("--dev-examples", type=int, default=277)
+    parser.add_argument("--max-seq-length", type=int, default=128)
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        space_file = write_space(Path(tmp), args)
+        space = load_space(space_file)
+        task = get_task(args.task)
+        data = tokenize_task(task, load_tokenizer(space.model.name_or_path), args.max_seq_length,
+                             DataSource(resolve_glue_dir(space.data.glue_dir)), default_cache_dir(),
+                             args.train_examples, args.dev_examples)
+
+        torch.set_num_threads(args.threads)
+        t0 = time.perf_counter()
+        for cfg in space.trial_configs(task.name):
+            train(TrialConfig.from_dict(cfg), data, save_checkpoints=False)
+        loop_s = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        ray.init(num_cpus=args.threads, include_dashboard=False, logging_level="WARNING")
+        outcome = run_sweep(space_file, name="bench", echo=lambda _line: None)
+        ray.shutdown()
+        sweep_s = time.perf_counter() - t0
+
+    n = len(outcome.records)
+    print(f"{n} trials of {args.model} on {task.name}: {len(data.train)} train / {len(next(iter(data.dev.values())))}"
+          f" dev examples, {args.epochs} epochs, max_seq_length {args.max_seq_length}, {args.threads} threads")
+    print("| path | wall s | s per trial |")
+    print("|---|---|---|")
+    print(f"| plain loop over train() | {loop_s:.1f} | {loop_s / n:.1f} |")
+    print(f"| isobn-tune run (Ray Tune + checkpoints + MLflow) | {sweep_s:.1f} | {sweep_s / n:.1f} |")
+    print(f"ratio isobn-tune run / plain loop: {sweep_s / loop_s:.3f} (target <= 1.10)")
+
+
+if __name__ == "__main__":
+    main()
