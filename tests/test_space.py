@@ -59,6 +59,7 @@ def with_changes(**sections: Any) -> dict[str, Any]:
         ("paper_roberta_large_baseline.yaml", 3 * 2 * 5, PAPER_TASKS),
         ("optuna_refine_beta_alpha.yaml", 20 * 3, 1),
         ("quickstart.yaml", 2 * 3, 1),
+        ("reproduce_minilm_cpu.yaml", 2 * 5, 4),
     ],
 )
 def test_shipped_space_validates_and_counts_trials(file: str, per_task: int, tasks: int) -> None:
@@ -73,7 +74,7 @@ def test_shipped_space_validates_and_counts_trials(file: str, per_task: int, tas
 
 def test_every_shipped_space_is_tested_and_says_how_to_launch() -> None:
     files = sorted(p.name for p in SPACES.glob("*.yaml"))
-    assert len(files) == 6
+    assert len(files) == 7
     for name in files:
         text = (SPACES / name).read_text(encoding="utf-8")
         assert text.startswith("#")
