@@ -6,9 +6,14 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from isobn_tune.errors import UserError
+
+if TYPE_CHECKING:
+    from isobn_tune.glue_data import DataSource
+    from isobn_tune.recipe import TrialConfig
+    from isobn_tune.tasks import TaskSpec
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -82,25 +87,16 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _train(args: argparse.Namespace) -> int:
+    task, cfg, source = _checked_train_inputs(args)
+
     import torch
 
     from isobn_tune.features import default_cache_dir, tokenize_task
-    from isobn_tune.glue_data import DataSource, resolve_glue_dir
     from isobn_tune.model import load_tokenizer
-    from isobn_tune.recipe import TrialConfig
-    from isobn_tune.tasks import get_task
     from isobn_tune.training import train
 
-    task = get_task(args.task)
-    cfg = TrialConfig(
-        task=task.name, model=args.model, cls_norm=args.cls_norm, pooling=args.pooling, beta=args.beta,
-        alpha=args.alpha, eps=args.eps, lr=args.lr, batch_size=args.batch_size, seed=args.seed,
-        max_epochs=args.max_epochs, warmup_ratio=args.warmup_ratio, weight_decay=args.weight_decay,
-        patience=args.patience, precision=args.precision,
-    )
     if args.threads:
         torch.set_num_threads(args.threads)
-    source = DataSource(resolve_glue_dir(args.glue_dir))
     tokenizer = load_tokenizer(cfg.model)
     data = tokenize_task(task, tokenizer, args.max_seq_length, source, default_cache_dir(),
                          args.max_train_examples, args.max_dev_examples)
@@ -119,6 +115,31 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _checked_train_inputs(args: argparse.Namespace) -> tuple[TaskSpec, TrialConfig, DataSource]:
+    """Task, trial config and data source of ``train``, checked cheapest first (task, settings, data
+    files, model path) so bad input fails in seconds, before the heavy imports and any loading."""
+    from isobn_tune.recipe import TrialConfig
+    from isobn_tune.tasks import get_task
+
+    task = get_task(args.task)
+    cfg = TrialConfig(
+        task=task.name, model=args.model, cls_norm=args.cls_norm, pooling=args.pooling, beta=args.beta,
+        alpha=args.alpha, eps=args.eps, lr=args.lr, batch_size=args.batch_size, seed=args.seed,
+        max_epochs=args.max_epochs, warmup_ratio=args.warmup_ratio, weight_decay=args.weight_decay,
+        patience=args.patience, precision=args.precision,
+    )
+    from isobn_tune.glue_data import DataSource, resolve_glue_dir, split_file
+
+    source = DataSource(resolve_glue_dir(args.glue_dir))
+    if source.glue_dir is not None:
+        for split in ("train", *task.dev_splits):
+            split_file(task, split, source.glue_dir)
+    from isobn_tune.model import resolve_model_name
+
+    resolve_model_name(cfg.model)
+    return task, cfg, source
+
+
 def _validate(args: argparse.Namespace) -> int:
     from isobn_tune.space import load_space
 
@@ -135,6 +156,11 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from isobn_tune.preflight import check_run_inputs
+
+    # Bad input fails in seconds, before torch, Ray Tune and MLflow are imported.
+    check_run_inputs(args.file, storage=args.storage, name=args.name, tracking_uri=args.tracking_uri,
+                     address=args.address)
     from isobn_tune.runner import main_exit_code, run_sweep
 
     outcome = run_sweep(args.file, address=args.address, storage=args.storage, name=args.name,

@@ -33,15 +33,23 @@ def tokenize_task(
     max_train_examples: int | None = None,
     max_dev_examples: int | None = None,
 ) -> TaskData:
-    """Tokenise a task's train and dev splits, reusing earlier results cached in ``cache_dir``."""
+    """Tokenise a task's train and dev splits, reusing earlier results cached in ``cache_dir``.
 
-    def tokenize(split: str, max_examples: int | None) -> TokenizedSplit:
-        return _tokenize_split(task, split, tokenizer, max_seq_length, source, Path(cache_dir), max_examples)
+    Every split is read (and so validated) before any is tokenised: a malformed dev file fails
+    before the train split's tokenisation starts.
+    """
+    limits = {"train": max_train_examples, **{split: max_dev_examples for split in task.dev_splits}}
+    raw = {split: subsample(load_split(task, split, source), n) for split, n in limits.items()}
+
+    def tokenize(split: str) -> TokenizedSplit:
+        return _tokenize_split(
+            task, split, raw[split], tokenizer, max_seq_length, source, Path(cache_dir), limits[split]
+        )
 
     return TaskData(
         task=task.name,
-        train=tokenize("train", max_train_examples),
-        dev={split: tokenize(split, max_dev_examples) for split in task.dev_splits},
+        train=tokenize("train"),
+        dev={split: tokenize(split) for split in task.dev_splits},
     )
 
 
@@ -70,6 +78,7 @@ def _cache_key(
 def _tokenize_split(
     task: TaskSpec,
     split: str,
+    raw: datasets.Dataset,
     tokenizer: PreTrainedTokenizerBase,
     max_seq_length: int,
     source: DataSource,
@@ -77,7 +86,6 @@ def _tokenize_split(
     max_examples: int | None,
 ) -> TokenizedSplit:
     key = _cache_key(task, split, tokenizer, max_seq_length, source, max_examples)
-    raw = subsample(load_split(task, split, source), max_examples)
     columns = list(text_columns(task))
     has_segments = "token_type_ids" in tokenizer.model_input_names
     features = {"input_ids": datasets.List(datasets.Value("int32"))}
