@@ -88,7 +88,8 @@ def record_from_result(trial_id: str, config: Mapping[str, Any], metrics: Mappin
 
 @dataclass(frozen=True)
 class GroupSummary:
-    """One configuration over its seeds; ``median``/``std`` over the seeds that reported."""
+    """One configuration over its seeds; ``median`` and (population, ddof=0) ``std`` over the
+    seeds that reported a best dev metric."""
 
     task: str
     group: str

@@ -286,7 +286,7 @@ class _GroupScheduler(TrialScheduler):
             if keep:
                 book.to_resume.append(tid)
             else:
-                tune_controller.stop_trial(trial)
+                _stop(tune_controller, trial)
         return keep
 
     def _settle(self, tune_controller: Any, pending: Iterable[tuple[str, Milestone]]) -> bool:
@@ -300,7 +300,7 @@ class _GroupScheduler(TrialScheduler):
         while self._to_stop:
             trial = self._trials[self._to_stop.pop()]
             if trial.status not in _FINISHED:
-                tune_controller.stop_trial(trial)
+                _stop(tune_controller, trial)
             changed = True
         return changed
 
@@ -360,6 +360,13 @@ class _GroupScheduler(TrialScheduler):
             raise UserError(f"{type(self).__name__}: mode={mode!r} must be 'min' or 'max'")
         self._mode = mode
         self._sign = 1.0 if mode == "max" else -1.0
+
+
+def _stop(tune_controller: Any, trial: Trial) -> None:
+    """Stop a trial that is waiting (paused or pending), also in the saved experiment state: Tune
+    records the new status of a trial without an actor only when told to."""
+    tune_controller.stop_trial(trial)
+    tune_controller._mark_trial_to_checkpoint(trial)
 
 
 class GroupSuccessiveHalving(_GroupScheduler):

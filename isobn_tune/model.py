@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
-from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from isobn_tune.cls_norm import build_cls_norm
 from isobn_tune.errors import UserError
 from isobn_tune.recipe import TrialConfig
+
+if TYPE_CHECKING:  # transformers' model classes load in seconds: only the loaders below need them
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +50,8 @@ def resolve_model_name(value: str) -> str:
 
 def load_tokenizer(model: str) -> PreTrainedTokenizerBase:
     """The tokenizer of a hub model or local directory, with a clear error when unreachable."""
+    from transformers import AutoTokenizer
+
     name = resolve_model_name(model)
     try:
         return AutoTokenizer.from_pretrained(name)
@@ -60,6 +64,8 @@ def load_tokenizer(model: str) -> PreTrainedTokenizerBase:
 
 def load_encoder(cfg: TrialConfig) -> PreTrainedModel:
     """Pretrained weights, or random weights from the model's config plus ``model_overrides``."""
+    from transformers import AutoConfig, AutoModel
+
     name = resolve_model_name(cfg.model)
     try:
         if cfg.random_init:

@@ -11,10 +11,13 @@ from ray.tune.experiment import Trial
 
 from isobn_tune.metrics import BEST_OBJECTIVE
 
+_STATES = (Trial.RUNNING, Trial.TERMINATED, Trial.ERROR, Trial.PAUSED, Trial.PENDING)
+
 
 class ProgressLine(Callback):
-    """Prints ``[task mm:ss] R running, F finished, E errored, P pending of N | best ...``
-    at most every ``interval_s`` seconds, and always when a trial ends."""
+    """Prints ``[task mm:ss] R running, F finished, E errored, P paused, Q pending of N | best ...``
+    at most every ``interval_s`` seconds on results, and always when a trial or the experiment
+    ends. The clock starts when Tune starts (or restores) the experiment."""
 
     def __init__(self, label: str, *, interval_s: float = 15.0, stream: TextIO | None = None) -> None:
         self.label = label
@@ -26,7 +29,13 @@ class ProgressLine(Callback):
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "stream": None}
 
-    def on_trial_result(self, iteration: int, trials: list[Trial], trial: Trial, result: dict, **info: Any) -> None:
+    def setup(self, **info: Any) -> None:
+        self._start = time.monotonic()
+        self._last_print = 0.0
+
+    def on_trial_result(
+        self, iteration: int, trials: list[Trial], trial: Trial, result: dict, **info: Any
+    ) -> None:
         if time.monotonic() - self._last_print >= self.interval_s:
             self._print(trials)
 
@@ -36,6 +45,9 @@ class ProgressLine(Callback):
     def on_trial_error(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
         self._print(trials)
 
+    def on_experiment_end(self, trials: list[Trial], **info: Any) -> None:
+        self._print(trials)
+
     def _print(self, trials: list[Trial]) -> None:
         self._last_print = time.monotonic()
         print(format_progress(self.label, trials, time.monotonic() - self._start),
@@ -43,10 +55,11 @@ class ProgressLine(Callback):
 
 
 def format_progress(label: str, trials: list[Trial], elapsed_s: float) -> str:
-    counts = {state: 0 for state in (Trial.RUNNING, Trial.TERMINATED, Trial.ERROR, Trial.PENDING, Trial.PAUSED)}
+    """The status line of ``trials``; the best is the highest ``best_objective`` reported so far."""
+    counts = dict.fromkeys(_STATES, 0)
     for t in trials:
         counts[t.status] = counts.get(t.status, 0) + 1
-    scored = [t for t in trials if t.last_result and BEST_OBJECTIVE in t.last_result]
+    scored = [t for t in trials if BEST_OBJECTIVE in t.last_result]
     best = ""
     if scored:
         top = max(scored, key=lambda t: t.last_result[BEST_OBJECTIVE])

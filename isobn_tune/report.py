@@ -11,7 +11,7 @@ from isobn_tune.aggregate import TrialRecord, method_table, summarise_groups, ta
 from isobn_tune.errors import UserError
 from isobn_tune.metrics import BEST_OBJECTIVE
 from isobn_tune.recipe import TrialConfig
-from isobn_tune.tracking import PARENT_TAG, STATUS_TAG, TRIAL_TAG
+from isobn_tune.tracking import STATUS_TAG, TRIAL_TAG, child_runs, redact_uri
 
 
 def records_from_mlflow(tracking_uri: str, parent_run_id: str) -> list[TrialRecord]:
@@ -20,11 +20,10 @@ def records_from_mlflow(tracking_uri: str, parent_run_id: str) -> list[TrialReco
     try:
         parent = client.get_run(parent_run_id)
     except Exception as exc:  # MLflow raises MlflowException or RestException subclasses
-        raise UserError(f"no MLflow run {parent_run_id!r} at {tracking_uri}: {str(exc).splitlines()[0]}") from exc
-    children = client.search_runs(
-        [parent.info.experiment_id], filter_string=f"tags.`{PARENT_TAG}` = '{parent_run_id}'", max_results=50_000
-    )
-    return [_record(run) for run in children]
+        raise UserError(
+            f"no MLflow run {parent_run_id!r} at {redact_uri(tracking_uri)}: {str(exc).splitlines()[0]}"
+        ) from exc
+    return [_record(run) for run in child_runs(client, parent.info.experiment_id, parent_run_id)]
 
 
 def _record(run: Any) -> TrialRecord:

@@ -11,7 +11,6 @@ Layout of a sweep directory ``<storage>/<name>/``::
 from __future__ import annotations
 
 import json
-import os
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,19 +21,27 @@ from typing import Any
 import pyarrow.fs
 import ray
 from ray import tune
+from ray.exceptions import RayError
 
-from isobn_tune.aggregate import TrialRecord, method_table, record_from_result, summarise_groups, table_markdown
-from isobn_tune.errors import UserError
+from isobn_tune.aggregate import (
+    TrialRecord,
+    method_table,
+    record_from_result,
+    summarise_groups,
+    table_markdown,
+)
 from isobn_tune.batches import TaskData
+from isobn_tune.errors import UserError
 from isobn_tune.features import default_cache_dir, tokenize_task
 from isobn_tune.glue_data import DataSource, resolve_glue_dir
 from isobn_tune.metrics import OBJECTIVE
 from isobn_tune.model import load_tokenizer
+from isobn_tune.preflight import absolute_storage, check_address, check_storage, check_sweep_name
 from isobn_tune.progress import ProgressLine
 from isobn_tune.search import build_param_space, build_scheduler, build_searcher, num_samples
 from isobn_tune.space import SweepSpace, load_space
 from isobn_tune.tasks import get_task
-from isobn_tune.tracking import SweepTracker, check_tracking_uri, default_tracking_uri
+from isobn_tune.tracking import SweepTracker, check_tracking_uri, redact_uri, resolve_tracking_uri
 from isobn_tune.trainable import fine_tune_trial
 
 MANIFEST = "sweep.json"
@@ -86,8 +93,10 @@ def run_sweep(
 ) -> SweepOutcome:
     """Validate, prepare and run every task's experiment of a space file."""
     space = load_space(space_file)
+    if name is not None:
+        check_sweep_name(name)
     sweep_dir = SweepDir(
-        _absolute_storage(storage or space.run.storage_path),
+        absolute_storage(storage or space.run.storage_path),
         name or f"{space.name}-{datetime.now():%Y%m%d-%H%M%S}",
     )
     if _exists(f"{sweep_dir.root}/{MANIFEST}"):
@@ -95,8 +104,7 @@ def run_sweep(
             f"sweep {sweep_dir.root} already exists: resume it with `isobn-tune resume {sweep_dir.root}` "
             "or pass another --name"
         )
-    tracking_uri = tracking_uri or space.mlflow.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") \
-        or default_tracking_uri(sweep_dir.storage)
+    tracking_uri = resolve_tracking_uri(tracking_uri, space.mlflow.tracking_uri, sweep_dir.storage)
     data = _prepare(space, sweep_dir, tracking_uri, address, echo)
 
     tracker = SweepTracker.start(tracking_uri, space, sweep_dir.name, Path(space_file).read_text())
@@ -106,7 +114,7 @@ def run_sweep(
         "parent_run_id": tracker.parent_run_id, "created": datetime.now().isoformat(timespec="seconds"),
     })
     echo(f"sweep {sweep_dir.root}: {space.trial_count()} trials over {len(space.tasks)} task(s); "
-         f"MLflow {tracking_uri} run {tracker.parent_run_id}")
+         f"MLflow {redact_uri(tracking_uri)} run {tracker.parent_run_id}")
     echo(f"if interrupted: isobn-tune resume {sweep_dir.root}")
     return _run_tasks(space, sweep_dir, data, tracker, echo, restore=False, retry_errored=False)
 
@@ -133,8 +141,9 @@ def resume_sweep(
 def _prepare(space: SweepSpace, sweep_dir: SweepDir, tracking_uri: str, address: str | None,
              echo: Callable[[str], None]) -> dict[str, TaskData]:
     """Every check that can fail on user input, before anything is created; then tokenise."""
-    _check_storage(sweep_dir.storage)
+    check_storage(sweep_dir.storage)
     check_tracking_uri(tracking_uri)
+    check_address(address)
     tokenizer = load_tokenizer(space.model.name_or_path)
     source = DataSource(resolve_glue_dir(space.data.glue_dir))
     data = {}
@@ -163,7 +172,7 @@ def _run_tasks(space: SweepSpace, sweep_dir: SweepDir, data: dict[str, TaskData]
             tuner = _build_tuner(space, task, sweep_dir, trainable, tracker)
         grid = tuner.fit()
         task_records = [
-            record_from_result(_trial_id(r), r.config, r.metrics, r.error is not None) for r in grid
+            record_from_result(_trial_id(r), _trial_config(r), r.metrics, r.error is not None) for r in grid
         ]
         tracker.log_task_summary(task, task_records)
         records.extend(task_records)
@@ -181,9 +190,8 @@ def _run_tasks(space: SweepSpace, sweep_dir: SweepDir, data: dict[str, TaskData]
 def _trainable(space: SweepSpace, data: TaskData) -> Any:
     """The trainable with its data in the object store once, and its per-trial resources."""
     res = space.resources
-    return tune.with_resources(
-        tune.with_parameters(fine_tune_trial, data=data), {"cpu": res.cpus_per_trial, "gpu": res.gpus_per_trial}
-    )
+    resources = {"cpu": res.cpus_per_trial, "gpu": res.gpus_per_trial}
+    return tune.with_resources(tune.with_parameters(fine_tune_trial, data=data), resources)
 
 
 def _build_tuner(space: SweepSpace, task: str, sweep_dir: SweepDir, trainable: Any,
@@ -196,6 +204,7 @@ def _build_tuner(space: SweepSpace, task: str, sweep_dir: SweepDir, trainable: A
             search_alg=build_searcher(space),
             num_samples=num_samples(space),
             max_concurrent_trials=space.resources.max_concurrent_trials,
+            reuse_actors=True,  # a new trial skips the actor start and the torch/transformers import
             trial_name_creator=_trial_name,
             trial_dirname_creator=_trial_name,
         ),
@@ -223,32 +232,26 @@ def _trial_id(result: Any) -> str:
     return Path(result.path).name if result.path else str(uuid.uuid4())
 
 
+def _trial_config(result: tune.Result) -> dict[str, Any]:
+    """A trial's config: from its last result, else (a restored trial that never reported) from
+    the ``params.json`` Tune wrote when the trial started."""
+    if result.config is not None:
+        return result.config
+    with result.filesystem.open_input_stream(f"{result.path}/params.json") as f:
+        return json.loads(f.read().decode())
+
+
 def connect_ray(address: str | None) -> None:
     """Join the cluster at ``address`` (``auto``, ``host:port``, ``ray://...``), or start a local
-    one; an unreachable address is a one-line error."""
+    one (``local``: always a new one; unset: Ray's default, a cluster ``ray start`` left running,
+    else a new one); an unreachable address is a one-line error."""
     if ray.is_initialized():
         return
     try:
-        ray.init(address=address, logging_level="WARNING", log_to_driver=True)
-    except (ConnectionError, RuntimeError, ValueError, TimeoutError) as exc:
+        # A new local cluster: its dashboard, if Ray starts one, is reachable from this host only.
+        ray.init(address=address, dashboard_host="127.0.0.1", logging_level="WARNING", log_to_driver=True)
+    except (ConnectionError, RuntimeError, ValueError, TimeoutError, RayError) as exc:
         raise UserError(f"cannot connect to Ray at {address!r}: {str(exc).strip().splitlines()[0]}") from exc
-
-
-def _absolute_storage(storage: str) -> str:
-    return storage if "://" in storage else str(Path(storage).expanduser().resolve())
-
-
-def _check_storage(storage: str) -> None:
-    """The storage path must be writable (a local directory or a URI pyarrow can open)."""
-    try:
-        fs, path = pyarrow.fs.FileSystem.from_uri(storage if "://" in storage else Path(storage).as_uri())
-        fs.create_dir(path, recursive=True)
-        probe = f"{path}/.isobn-write-test-{uuid.uuid4().hex}"
-        with fs.open_output_stream(probe) as f:
-            f.write(b"ok")
-        fs.delete_file(probe)
-    except (OSError, pyarrow.ArrowException) as exc:
-        raise UserError(f"storage path {storage!r} is not writable: {str(exc).strip().splitlines()[0]}") from exc
 
 
 def _fs(uri_or_path: str) -> tuple[pyarrow.fs.FileSystem, str]:

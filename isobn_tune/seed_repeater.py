@@ -33,13 +33,18 @@ class SeedMedianRepeater(Repeater):
         return config
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, **kwargs: Any) -> None:
+        """Record one seed's score; once every seed of the point has ended, tell the searcher
+        the median over the seeds that produced one (an error only if none did)."""
         group = self._trial_id_to_group[trial_id]
         metric = self.searcher.metric
         group.report(trial_id, result[metric] if result and metric in result else np.nan)
         if group.finished_reporting():
             scores = np.asarray(group.scores(), dtype=float)
-            median = float(np.nanmedian(scores)) if np.isfinite(scores).any() else np.nan
-            self.searcher.on_trial_complete(group.primary_trial_id, result={metric: median}, **kwargs)
+            if np.isnan(scores).all():
+                self.searcher.on_trial_complete(group.primary_trial_id, result=None, error=True)
+            else:
+                median = float(np.nanmedian(scores))
+                self.searcher.on_trial_complete(group.primary_trial_id, result={metric: median})
 
     def save(self, checkpoint_path: str) -> None:
         self.searcher.save(checkpoint_path + ".inner")

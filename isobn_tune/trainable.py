@@ -3,6 +3,7 @@ resources Ray assigned, reporting each epoch with a checkpoint and resuming from
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -10,9 +11,11 @@ import ray
 import torch
 from ray import tune
 
-from isobn_tune.batches import TaskData
+from isobn_tune.features import TaskData
 from isobn_tune.recipe import TrialConfig
 from isobn_tune.training import default_device, load_checkpoint, train
+
+FAIL_AT_ENV = "ISOBN_TUNE_FAIL_AT"
 
 
 def assigned_cpus() -> int:
@@ -22,11 +25,35 @@ def assigned_cpus() -> int:
     return max(1, int(resources.get("CPU", 1)))
 
 
+def placement_metrics() -> dict[str, Any]:
+    """Where the trial runs, reported with every result: the Ray node (its id: nodes on one
+    host share ``node_ip``), torch's thread count and the GPU ids Ray assigned (comma-separated,
+    empty on CPU; CUDA_VISIBLE_DEVICES lists the same ids)."""
+    return {
+        "node_id": ray.get_runtime_context().get_node_id(),
+        "torch_threads": torch.get_num_threads(),
+        "gpu_ids": ",".join(map(str, ray.get_gpu_ids())),
+    }
+
+
+def check_injected_failure(cfg: TrialConfig, epoch: int) -> None:
+    """Test hook: with ``ISOBN_TUNE_FAIL_AT=SEED@EPOCH`` set on the Ray nodes, trials of that seed
+    raise instead of reporting that epoch (and every later one), as a trial hitting a bad batch
+    would; each retry resumes from the last checkpoint and fails again at the same epoch."""
+    value = os.environ.get(FAIL_AT_ENV)
+    if not value:
+        return
+    seed, fail_epoch = map(int, value.split("@"))
+    if cfg.seed == seed and epoch >= fail_epoch:
+        raise RuntimeError(f"injected failure at epoch {epoch} ({FAIL_AT_ENV}={value})")
+
+
 def fine_tune_trial(config: dict[str, Any], data: TaskData) -> None:
     """Tune entry point; ``data`` comes from ``tune.with_parameters`` (one object-store copy)."""
     cfg = TrialConfig.from_dict(config)
     torch.set_num_threads(assigned_cpus())
     device = default_device()  # Ray sets CUDA_VISIBLE_DEVICES to the trial's GPU(s)
+    placement = placement_metrics()
 
     resume_state = None
     checkpoint = tune.get_checkpoint()
@@ -35,7 +62,8 @@ def fine_tune_trial(config: dict[str, Any], data: TaskData) -> None:
             resume_state = load_checkpoint(Path(ckpt_dir), device)
 
     def report(metrics: dict[str, Any], ckpt_dir: Path | None) -> None:
+        check_injected_failure(cfg, metrics["epoch"])
         ckpt = tune.Checkpoint.from_directory(ckpt_dir) if ckpt_dir is not None else None
-        tune.report(metrics, checkpoint=ckpt)
+        tune.report(metrics | placement, checkpoint=ckpt)
 
     train(cfg, data, report=report, resume_state=resume_state, device=device)

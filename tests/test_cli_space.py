@@ -1,0 +1,86 @@
+"""``isobn-tune validate`` and ``isobn-tune show``: exit codes, output, one-line errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from isobn_tune.cli import main
+
+SPACES = Path(__file__).resolve().parent.parent / "search_spaces"
+QUICKSTART = SPACES / "quickstart.yaml"
+
+GRID = "grid:\n  batch_size: [16]\n  cls_norm: [isobn]\n  seeds: [1]\n"
+BAD_FILES = {  # the grid section after a valid header, and what the error must say
+    "unknown key": (GRID + "  lr: [1e-5]\n  betas: [1]\n", "grid.betas: unknown key"),
+    "wrong type": (GRID + "  lr: fast\n", "grid.lr"),
+    "out of range": (GRID + "  lr: [1e-5]\n  alpha: [1.5]\n", "grid.alpha[0]: Input should be less than 1"),
+    "bad yaml": ("grid: [1e-5\n", "invalid YAML"),
+}
+HEADER = "name: bad\nmodel: {name_or_path: bert-base-cased}\ntasks: [rte]\n"
+
+
+def write_bad(tmp_path: Path, case: str) -> Path:
+    path = tmp_path / "bad.yaml"
+    path.write_text(HEADER + BAD_FILES[case][0])
+    return path
+
+
+def test_validate_accepts_the_quickstart(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["validate", str(QUICKSTART)]) == 0
+    assert capsys.readouterr().out == f"{QUICKSTART}: OK (6 trials)\n"
+
+
+@pytest.mark.parametrize("file", sorted(p.name for p in SPACES.glob("*.yaml")))
+def test_validate_accepts_every_shipped_space(file: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["validate", str(SPACES / file)]) == 0
+    assert capsys.readouterr().out.endswith(" trials)\n")
+
+
+def test_show_prints_the_trial_count_and_the_grid(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["show", str(QUICKSTART)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "total trials: 6" in lines and "trials per task: 6" in lines
+    axes = {line.split()[0]: line.split(None, 1)[1] for line in lines if line.startswith("  ")}
+    assert axes["cls_norm"] == "none, isobn" and axes["seed"] == "1, 2, 3"
+    assert axes["beta"] == "0.5  (isobn only)"
+
+
+def test_show_counts_the_paper_grid_over_its_tasks(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["show", str(SPACES / "paper_bert_base_isobn.yaml")]) == 0
+    out = capsys.readouterr().out
+    assert "trials per task: 90" in out  # lr 3 x batch 2 x beta 3 x 5 seeds
+    assert "total trials: 630" in out  # x 7 tasks
+
+
+@pytest.mark.parametrize("command", ["validate", "show"])
+@pytest.mark.parametrize("case", sorted(BAD_FILES))
+def test_bad_file_is_one_error_line_with_exit_code_2(
+    command: str, case: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_bad(tmp_path, case)
+    assert main([command, str(path)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.count("\n") == 1
+    assert captured.err.startswith(f"error: {path}")
+    assert BAD_FILES[case][1] in captured.err
+
+
+def test_missing_file_is_one_error_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    missing = str(tmp_path / "nope.yaml")
+    assert main(["validate", missing]) == 2
+    assert capsys.readouterr().err == f"error: search space file {missing!r} does not exist\n"
+
+
+def test_bad_file_from_the_command_line_has_no_traceback(tmp_path: Path) -> None:
+    path = write_bad(tmp_path, "out of range")
+    proc = subprocess.run([sys.executable, "-m", "isobn_tune.cli", "validate", str(path)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stdout == ""
+    assert proc.stderr.splitlines() == [
+        f"error: {path}: grid.alpha[0]: Input should be less than 1 (got 1.5)"]

@@ -1,0 +1,126 @@
+"""A sweep logging over HTTP to a real ``mlflow server`` on 127.0.0.1, with secrets around it.
+
+The server runs on a SQLite store in a temporary directory; the sweep's tracking URI carries a
+user and password (the server has no auth, so they are only something that must not leak), the
+environment holds a fake Hugging Face token, AWS keys and a password, the space file mentions
+the token in a comment and its description, and its model overrides pass a hub ``token``. The
+secret tests scan every param, tag and text artifact of every run for them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from conftest import TINY_MODEL
+from mlflow.entities import Run
+from mlflow.tracking import MlflowClient
+from mlflow_helpers import artifact_bytes, artifact_files, mlflow_server, tiny_space, trial_runs, write_yaml
+
+from isobn_tune.runner import run_sweep
+
+SECRETS = {
+    "HF_TOKEN": "hf_FakeTokenAbCdEfGhIjKlMnOpQrStUv",
+    "AWS_ACCESS_KEY_ID": "AKIAFAKE1234567890AB",
+    "AWS_SECRET_ACCESS_KEY": "fakeSecretKey/abc+1234567890XYZ",
+    "DB_PASSWORD": "hunter2-not-a-real-one",
+}
+URI_PASSWORD = "pa55-in-the-uri"
+OVERRIDE_TOKEN = "plain-override-secret-42"  # neither in the environment nor shaped like a known token
+MAX_EPOCHS = 2
+
+
+@dataclass
+class ServerSweep:
+    url: str
+    client: MlflowClient
+    parent: Run
+    children: list[Run]
+    space_text: str
+
+
+@pytest.fixture(scope="module")
+def sweep(ray_local, glue_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerSweep]:
+    root = tmp_path_factory.mktemp("server")
+    with mlflow_server(f"sqlite:///{root / 'server.db'}", root) as server, pytest.MonkeyPatch.context() as mp:
+        url = server.url
+        for key, value in SECRETS.items():
+            mp.setenv(key, value)
+        uri_with_password = url.replace("http://", f"http://alice:{URI_PASSWORD}@")
+        model = TINY_MODEL | {"overrides": TINY_MODEL["overrides"] | {"token": OVERRIDE_TOKEN}}
+        space = tiny_space(
+            glue_dir, root / "results", model=model,
+            description=f"pulls with token {SECRETS['HF_TOKEN']}",
+            grid={"cls_norm": ["none"], "lr": [1e-3], "batch_size": [16], "seeds": [1, 2]},
+            recipe={"max_epochs": MAX_EPOCHS},
+            mlflow={"tracking_uri": uri_with_password},
+        )
+        space_file = write_yaml(root / "space.yaml", space)
+        space_file.write_text(f"# export HF_TOKEN={SECRETS['HF_TOKEN']}\n" + space_file.read_text())
+        outcome = run_sweep(space_file, name="over-http", echo=lambda _: None)
+        client = MlflowClient(url)
+        parent = client.get_run(outcome.parent_run_id)
+        yield ServerSweep(url, client, parent, trial_runs(client, parent), space_file.read_text())
+
+
+def test_sweep_runs_are_on_the_server(sweep: ServerSweep) -> None:
+    experiment = sweep.client.get_experiment_by_name("tiny")
+    assert experiment is not None
+    runs = sweep.client.search_runs([experiment.experiment_id])
+    assert sorted(r.data.tags["isobn.kind"] for r in runs) == ["sweep", "trial", "trial"]
+    assert {c.data.tags["mlflow.parentRunId"] for c in sweep.children} == {sweep.parent.info.run_id}
+
+
+def test_every_epoch_logged_over_http(sweep: ServerSweep) -> None:
+    for child in sweep.children:
+        history = sweep.client.get_metric_history(child.info.run_id, "objective")
+        assert sorted(m.step for m in history) == list(range(1, MAX_EPOCHS + 1))
+        assert child.data.tags["isobn.status"] == "finished"
+
+
+def test_artifacts_served_over_http(sweep: ServerSweep) -> None:
+    png = artifact_bytes(sweep.client, sweep.children[0].info.run_id, "isotropy/isotropy.png")
+    assert png.startswith(b"\x89PNG")
+    table = artifact_bytes(sweep.client, sweep.parent.info.run_id, "results/table.md").decode()
+    assert table.startswith("| task | none |")
+
+
+def _logged_strings(sweep: ServerSweep) -> dict[str, str]:
+    """Every param, tag and text artifact of every run of the sweep, by where it was found."""
+    found = {}
+    for run in [sweep.parent, *sweep.children]:
+        rid = run.info.run_id
+        found |= {f"{rid} param {k}": v for k, v in run.data.params.items()}
+        found |= {f"{rid} tag {k}": v for k, v in run.data.tags.items()}
+        found[f"{rid} name"] = run.info.run_name
+        for path in artifact_files(sweep.client, rid):
+            try:
+                found[f"{rid} artifact {path}"] = artifact_bytes(sweep.client, rid, path).decode()
+            except UnicodeDecodeError:
+                continue  # PNG and .npz figures carry no text
+    return found
+
+
+def test_no_secret_in_params_tags_or_artifacts(sweep: ServerSweep) -> None:
+    logged = _logged_strings(sweep)
+    assert any(k.endswith("artifact space.yaml") for k in logged)
+    assert any(k.endswith("artifact trial_config.json") for k in logged)
+    for secret in [*SECRETS.values(), URI_PASSWORD, OVERRIDE_TOKEN, "alice:"]:
+        leaks = [where for where, text in logged.items() if secret in text]
+        assert not leaks, f"{secret!r} logged in {leaks}"
+
+
+def test_space_file_logged_with_secrets_masked(sweep: ServerSweep) -> None:
+    logged = artifact_bytes(sweep.client, sweep.parent.info.run_id, "space.yaml").decode()
+    assert "http://***@127.0.0.1:" in logged
+    assert "# export HF_TOKEN: '***'" in logged
+    assert logged.count("\n") == sweep.space_text.count("\n")
+
+
+def test_trial_config_logged_with_override_token_masked(sweep: ServerSweep) -> None:
+    config = json.loads(artifact_bytes(sweep.client, sweep.children[0].info.run_id, "trial_config.json"))
+    assert config["cls_norm"] == "none"
+    assert config["model_overrides"]["token"] == "***"

@@ -1,0 +1,370 @@
+"""A real two-node Ray cluster on this machine, driven through the CLI with ``--address``.
+
+Each node is a ``ray start`` (1 CPU, token authentication, its own temp dir) in its own session,
+so a node is killed -- or the cluster stopped -- by SIGKILLing its session, without touching any
+other Ray on the machine (no ``ray stop``). Nodes on one host share an IP; trials report the Ray
+node id they ran on. The nodes are started with ``ISOBN_TUNE_FAIL_AT=13@2`` (the trainable's test
+hook): trials of seed 13 raise instead of reporting epoch 2, on every attempt.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mlflow.entities import Run
+from mlflow.tracking import MlflowClient
+from mlflow_helpers import free_port, session_pids, tiny_space, trial_runs, write_yaml
+
+from isobn_tune.tracking import STATUS_TAG, TRIAL_TAG
+from isobn_tune.trainable import FAIL_AT_ENV
+
+pytestmark = pytest.mark.cluster
+
+FAIL_SEED, FAIL_EPOCH = 13, 2
+MAX_EPOCHS = 3
+ALL_EPOCHS = list(range(1, MAX_EPOCHS + 1))
+START_TIMEOUT_S = 300
+POLL_TIMEOUT_S = 600
+
+
+@dataclass
+class RayNode:
+    """One ``ray start``: ``session`` is its session id (the pid of the ``ray start`` process)."""
+
+    session: int
+    node_id: str
+    temp_dir: Path
+
+    def alive(self) -> list[int]:
+        return session_pids(self.session)
+
+    def kill(self) -> None:
+        """SIGKILL every process of the node: GCS, raylet, agents, trial workers."""
+        kill_session(self.session)
+
+
+def kill_session(session: int) -> None:
+    """SIGKILL every process of a session until none is left (Ray workers have their own process
+    groups, but stay in the session of the ``ray start`` or driver that started them)."""
+    deadline = time.monotonic() + 60
+    while (pids := session_pids(session)) and time.monotonic() < deadline:
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.2)
+    assert not session_pids(session), f"processes of session {session} survived: {session_pids(session)}"
+
+
+@dataclass
+class Cluster:
+    root: Path
+    address: str
+    env: dict[str, str]
+    nodes: list[RayNode] = field(default_factory=list)
+
+    @property
+    def head(self) -> RayNode:
+        return self.nodes[0]
+
+    def start_node(self, *args: str) -> RayNode:
+        """``ray start`` with ``args`` in a new session; the node once it runs."""
+        temp_dir = Path(tempfile.mkdtemp(prefix=f"n{len(self.nodes)}-", dir=self.root))
+        log = temp_dir / "ray-start.log"
+        with log.open("w") as out:
+            proc = subprocess.Popen(
+                ["ray", "start", *args, "--num-cpus=1", f"--temp-dir={temp_dir}", "--disable-usage-stats",
+                 f"--dashboard-agent-listen-port={free_port()}"],
+                env=self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            )
+            returncode = proc.wait(timeout=START_TIMEOUT_S)
+        node = RayNode(proc.pid, _raylet_node_id(proc.pid), temp_dir)
+        self.nodes.append(node)
+        assert returncode == 0, log.read_text()[-3000:]
+        return node
+
+    def add_worker(self) -> RayNode:
+        return self.start_node(f"--address={self.address}")
+
+    def workers(self) -> list[RayNode]:
+        return [n for n in self.nodes[1:] if n.alive()]
+
+    def stop(self) -> None:
+        for node in reversed(self.nodes):
+            node.kill()
+
+    def cli(self, *args: str, env: dict[str, str] | None = None, timeout: float = POLL_TIMEOUT_S
+            ) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "isobn_tune.cli", *args], env=env or self.env,
+                              capture_output=True, text=True, timeout=timeout)
+
+    def start_cli(self, log: Path, *args: str) -> subprocess.Popen:
+        with log.open("w") as out:
+            return subprocess.Popen([sys.executable, "-m", "isobn_tune.cli", *args], env=self.env,
+                                    stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def _raylet_node_id(session: int) -> str:
+    """The node id on the command line of the raylet in ``session``."""
+    for pid in session_pids(session):
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+        except OSError:
+            continue
+        if Path(argv[0]).name == "raylet":
+            return next(a.split("=", 1)[1] for a in argv if a.startswith("--node_id="))
+    return ""
+
+
+@pytest.fixture(scope="module")
+def cluster(glue_dir: Path) -> Iterator[Cluster]:
+    """A head node and one worker node on 127.0.0.1, 1 CPU each, token authentication."""
+    root = Path(tempfile.mkdtemp(prefix="isobn-ray-"))  # short: Ray's socket paths live under it
+    port = free_port()
+    env = os.environ | {
+        "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32), "RAY_USAGE_STATS_ENABLED": "0",
+        FAIL_AT_ENV: f"{FAIL_SEED}@{FAIL_EPOCH}",
+    }
+    env.pop("MLFLOW_TRACKING_URI", None)
+    cluster = Cluster(root, f"127.0.0.1:{port}", env)
+    try:
+        cluster.start_node("--head", "--node-ip-address=127.0.0.1", f"--port={port}",
+                           "--include-dashboard=false", f"--dashboard-port={free_port()}")
+        cluster.add_worker()
+        yield cluster
+    finally:
+        cluster.stop()
+        assert not any(n.alive() for n in cluster.nodes)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+# ----- reading what a sweep left behind -----------------------------------------------------------
+
+def trial_results(task_dir: Path) -> dict[str, list[dict[str, Any]]]:
+    """Every trial's Tune results (``result.json``, one row per report) by trial id; a line still
+    being written is left out."""
+    rows = {f.parent.name: [json.loads(line) for line in f.read_text().splitlines(keepends=True)
+                            if line.endswith("\n")]
+            for f in sorted(task_dir.glob("*/result.json"))}
+    return {trial_id: r for trial_id, r in rows.items() if r}
+
+
+def trial_seeds(task_dir: Path) -> dict[str, int]:
+    return {d.name: json.loads((d / "params.json").read_text())["seed"]
+            for d in task_dir.iterdir() if (d / "params.json").is_file()}
+
+
+def experiment_state(task_dir: Path) -> dict[str, dict[str, Any]]:
+    """Tune's saved state of each trial: status, number of failures, last reported epoch."""
+    files = sorted(task_dir.glob("experiment_state-*.json"))
+    state = json.loads(files[-1].read_text())
+    trials = {}
+    for trial_json, runtime_json in state["trial_data"]:
+        trial, runtime = json.loads(trial_json), json.loads(runtime_json)
+        trials[trial["trial_id"]] = {"status": trial["status"], "failures": runtime["num_failures"],
+                                     "epoch": runtime["last_result"].get("epoch", 0)}
+    return trials
+
+
+@dataclass
+class Tracked:
+    client: MlflowClient
+    parent: Run
+    children: dict[str, Run]  # by trial id
+
+    def epochs(self, trial_id: str) -> list[int]:
+        history = self.client.get_metric_history(self.children[trial_id].info.run_id, "epoch")
+        return sorted(int(m.step) for m in history)
+
+
+def tracked(sweep_dir: Path) -> Tracked:
+    manifest = json.loads((sweep_dir / "sweep.json").read_text())
+    client = MlflowClient(manifest["tracking_uri"])
+    parent = client.get_run(manifest["parent_run_id"])
+    return Tracked(client, parent, {r.data.tags[TRIAL_TAG]: r for r in trial_runs(client, parent)})
+
+
+def poll(condition: Callable[[], Any], what: str, proc: subprocess.Popen) -> Any:
+    deadline = time.monotonic() + POLL_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if value := condition():
+            return value
+        if proc.poll() is not None:
+            pytest.fail(f"the sweep exited ({proc.returncode}) before {what}")
+        time.sleep(0.3)
+    pytest.fail(f"timed out waiting for {what}")
+
+
+def epochs(rows: list[dict[str, Any]]) -> list[int]:
+    return [row["epoch"] for row in rows]
+
+
+def space_file(root: Path, glue_dir: Path, *, seeds: list[int], max_epochs: int, max_failures: int,
+               max_train_examples: int = 512) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    space = tiny_space(
+        glue_dir, root / "results",
+        data={"glue_dir": str(glue_dir), "max_train_examples": max_train_examples, "max_dev_examples": 64,
+              "max_seq_length": 32},
+        grid={"cls_norm": ["none"], "lr": [1e-3], "batch_size": [16], "seeds": seeds},
+        recipe={"max_epochs": max_epochs},
+        run={"storage_path": str(root / "results"), "max_failures": max_failures},
+    )
+    return write_yaml(root / "space.yaml", space)
+
+
+# ----- a sweep over both nodes --------------------------------------------------------------------
+
+@dataclass
+class Sweep:
+    task_dir: Path
+    proc: subprocess.CompletedProcess
+
+
+@pytest.fixture(scope="module")
+def two_node_sweep(cluster: Cluster, glue_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Sweep:
+    """4 trials of 3 epochs at 1 CPU each: two run at a time, one per node (trials of a few
+    seconds each, so the node whose trial actor starts last still gets work)."""
+    root = tmp_path_factory.mktemp("two-node")
+    space = space_file(root, glue_dir, seeds=[1, 2, 3, 4], max_epochs=MAX_EPOCHS, max_failures=1)
+    proc = cluster.cli("run", str(space), "--address", cluster.address, "--name", "sweep")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return Sweep(root / "results" / "sweep" / "rte", proc)
+
+
+def test_trials_ran_on_both_nodes(cluster: Cluster, two_node_sweep: Sweep) -> None:
+    node_ids = {row["node_id"] for rows in trial_results(two_node_sweep.task_dir).values() for row in rows}
+    assert node_ids == {cluster.head.node_id, cluster.nodes[1].node_id}
+
+
+def test_every_trial_reported_every_epoch_once(two_node_sweep: Sweep) -> None:
+    results = trial_results(two_node_sweep.task_dir)
+    assert sorted(trial_seeds(two_node_sweep.task_dir).values()) == [1, 2, 3, 4]
+    assert {t: epochs(rows) for t, rows in results.items()} == {t: ALL_EPOCHS for t in results}
+    assert {s["status"] for s in experiment_state(two_node_sweep.task_dir).values()} == {"TERMINATED"}
+
+
+def test_every_trial_has_a_finished_mlflow_run_with_every_epoch(two_node_sweep: Sweep) -> None:
+    runs = tracked(two_node_sweep.task_dir.parent)
+    assert set(runs.children) == set(trial_results(two_node_sweep.task_dir))
+    for trial_id, run in runs.children.items():
+        assert (run.info.status, run.data.tags[STATUS_TAG]) == ("FINISHED", "finished")
+        assert runs.epochs(trial_id) == ALL_EPOCHS
+    assert runs.parent.info.status == "FINISHED"
+
+
+# ----- faults -------------------------------------------------------------------------------------
+
+def finished_and_running(task_dir: Path, node_id: str | None = None) -> bool:
+    """Some trial has finished, and another has reported an epoch (from ``node_id``, if given)
+    and has epochs left."""
+    last = {t: rows[-1] for t, rows in trial_results(task_dir).items()}
+    finished = [t for t, row in last.items() if row["epoch"] == MAX_EPOCHS]
+    running = [t for t, row in last.items()
+               if row["epoch"] < MAX_EPOCHS and node_id in (None, row["node_id"])]
+    return bool(finished and running)
+
+
+@pytest.mark.slow
+def test_trials_of_a_killed_node_continue_on_the_other_from_their_checkpoints(
+    cluster: Cluster, glue_dir: Path, tmp_path: Path
+) -> None:
+    worker = cluster.workers()[-1]
+    space = space_file(tmp_path, glue_dir, seeds=[1, 2, 3, 4, 5, 6], max_epochs=MAX_EPOCHS, max_failures=2)
+    task_dir = tmp_path / "results" / "node-lost" / "rte"
+    driver = cluster.start_cli(tmp_path / "run.log", "run", str(space), "--address", cluster.address,
+                               "--name", "node-lost")
+    try:
+        poll(lambda: finished_and_running(task_dir, worker.node_id), "a trial running on the worker", driver)
+        worker.kill()
+        before = trial_results(task_dir)
+        assert driver.wait(timeout=POLL_TIMEOUT_S) == 0, (tmp_path / "run.log").read_text()[-3000:]
+    finally:
+        kill_session(driver.pid)
+        cluster.add_worker()
+
+    after = trial_results(task_dir)
+    assert len(after) == 6
+    assert {t: epochs(rows) for t, rows in after.items()} == {t: ALL_EPOCHS for t in after}
+    for trial_id, rows in before.items():
+        assert after[trial_id][: len(rows)] == rows  # nothing reported before the kill is lost or redone
+    moved = [t for t, rows in before.items()
+             if rows[-1]["node_id"] == worker.node_id and len(rows) < MAX_EPOCHS]
+    assert moved
+    for trial_id in moved:
+        assert {r["node_id"] for r in after[trial_id][len(before[trial_id]):]} == {cluster.head.node_id}
+    runs = tracked(task_dir.parent)
+    assert {t: runs.epochs(t) for t in after} == {t: ALL_EPOCHS for t in after}
+    assert {run.data.tags[STATUS_TAG] for run in runs.children.values()} == {"finished"}
+    assert all(int(runs.children[t].data.tags["isobn.retried"]) >= 1 for t in moved)
+
+
+@pytest.mark.slow
+def test_a_raising_trial_is_retried_then_errored_and_the_sweep_goes_on(
+    cluster: Cluster, glue_dir: Path, tmp_path: Path
+) -> None:
+    space = space_file(tmp_path, glue_dir, seeds=[1, FAIL_SEED], max_epochs=MAX_EPOCHS, max_failures=2,
+                       max_train_examples=64)
+    proc = cluster.cli("run", str(space), "--address", cluster.address, "--name", "raises")
+    assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "1 trial(s) errored" in proc.stdout
+
+    task_dir = tmp_path / "results" / "raises" / "rte"
+    by_seed = {seed: t for t, seed in trial_seeds(task_dir).items()}
+    state, results = experiment_state(task_dir), trial_results(task_dir)
+    failing, healthy = by_seed[FAIL_SEED], by_seed[1]
+    assert (state[failing]["status"], state[failing]["failures"]) == ("ERROR", 3)  # 1 run + 2 retries
+    assert epochs(results[failing]) == list(range(1, FAIL_EPOCH))  # retries resumed after the last good epoch
+    assert "injected failure" in (task_dir / failing / "error.txt").read_text()
+    assert (state[healthy]["status"], epochs(results[healthy])) == ("TERMINATED", ALL_EPOCHS)
+
+    runs = tracked(task_dir.parent)
+    errored, finished = runs.children[failing], runs.children[healthy]
+    assert (errored.info.status, errored.data.tags[STATUS_TAG]) == ("FAILED", "errored")
+    assert "injected failure" in errored.data.tags["isobn.error"]
+    assert errored.data.tags["isobn.retried"] == "2"
+    assert (finished.info.status, finished.data.tags[STATUS_TAG]) == ("FINISHED", "finished")
+
+
+@pytest.mark.slow
+def test_killed_driver_resumes_on_the_cluster(cluster: Cluster, glue_dir: Path, tmp_path: Path) -> None:
+    space = space_file(tmp_path, glue_dir, seeds=[1, 2, 3, 4, 5, 6], max_epochs=MAX_EPOCHS, max_failures=1)
+    task_dir = tmp_path / "results" / "driver-lost" / "rte"
+    driver = cluster.start_cli(tmp_path / "run.log", "run", str(space), "--address", cluster.address,
+                               "--name", "driver-lost")
+    try:
+        poll(lambda: finished_and_running(task_dir), "a finished and a running trial", driver)
+    finally:
+        kill_session(driver.pid)
+    before = trial_results(task_dir)
+    finished = {t for t, rows in before.items() if epochs(rows) == ALL_EPOCHS}
+    started = {t for t, rows in before.items() if t not in finished}
+
+    resumed = cluster.cli("resume", str(task_dir.parent), "--address", cluster.address)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+
+    after = trial_results(task_dir)
+    assert len(after) == 6 and all(epochs(rows)[-1] == MAX_EPOCHS for rows in after.values())
+    assert {s["status"] for s in experiment_state(task_dir).values()} == {"TERMINATED"}
+    for trial_id in finished:
+        assert after[trial_id] == before[trial_id]
+    for trial_id in started:
+        new = epochs(after[trial_id][len(before[trial_id]):])
+        assert 1 < new[0] <= before[trial_id][-1]["epoch"] + 1  # from its checkpoint, not from scratch
+    runs = tracked(task_dir.parent)
+    assert {t: runs.epochs(t) for t in after} == {t: ALL_EPOCHS for t in after}
+    assert {run.data.tags[STATUS_TAG] for run in runs.children.values()} == {"finished"}

@@ -1,0 +1,87 @@
+"""`isobn-tune report`: the paper-style table read back from MLflow, by sweep directory or by
+parent run id (as subprocesses), for a sweep run through the CLI, which also checks that
+``--tracking-uri`` wins over the space file and ``$MLFLOW_TRACKING_URI``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from mlflow.entities import Run
+from mlflow.tracking import MlflowClient
+from mlflow_helpers import artifact_bytes, run_cli, tiny_space, trial_runs, write_yaml
+
+from isobn_tune.cli import main
+from isobn_tune.errors import UserError
+from isobn_tune.report import print_report
+from isobn_tune.runner import SweepDir, read_manifest
+
+
+@dataclass
+class CliSweep:
+    root: Path
+    sweep_dir: Path
+    tracking_uri: str
+    client: MlflowClient
+    parent: Run
+
+
+@pytest.fixture(scope="module")
+def sweep(ray_local: Any, glue_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> CliSweep:
+    """A sweep run through the CLI's ``main`` in-process (on the module's Ray)."""
+    root = tmp_path_factory.mktemp("report")
+    uri = {name: f"sqlite:///{root / name}.db" for name in ("cli", "file", "env")}
+    content = tiny_space(glue_dir, root / "results", mlflow={"tracking_uri": uri["file"]})
+    space = write_yaml(root / "space.yaml", content)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLFLOW_TRACKING_URI", uri["env"])
+        assert main(["run", str(space), "--name", "rep", "--tracking-uri", uri["cli"]]) == 0
+    manifest = read_manifest(SweepDir.parse(str(root / "results" / "rep")))
+    client = MlflowClient(uri["cli"])
+    parent = client.get_run(manifest["parent_run_id"])
+    return CliSweep(root, root / "results" / "rep", uri["cli"], client, parent)
+
+
+def _table_artifact(sweep: CliSweep) -> str:
+    return artifact_bytes(sweep.client, sweep.parent.info.run_id, "results/table.md").decode()
+
+
+def test_cli_tracking_uri_wins_over_file_and_environment(sweep: CliSweep) -> None:
+    assert len(trial_runs(sweep.client, sweep.parent)) == 4
+    assert not (sweep.root / "file.db").exists()
+    assert not (sweep.root / "env.db").exists()
+
+
+def test_report_of_sweep_dir_prints_the_parent_table(sweep: CliSweep) -> None:
+    result = run_cli("report", str(sweep.sweep_dir))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == _table_artifact(sweep)
+
+
+def test_report_of_run_id_prints_the_same_table(sweep: CliSweep) -> None:
+    result = run_cli("report", sweep.parent.info.run_id, "--tracking-uri", sweep.tracking_uri)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == _table_artifact(sweep)
+
+
+def test_report_groups_lists_each_group_median_over_seeds(sweep: CliSweep, capsys) -> None:
+    print_report(str(sweep.sweep_dir), groups=True)
+    lines = capsys.readouterr().out.splitlines()
+    for method in ("none", "isobn"):
+        runs = [r for r in trial_runs(sweep.client, sweep.parent) if r.data.params["cls_norm"] == method]
+        values = [r.data.metrics["best_dev_metric"] for r in runs]
+        (line,) = [ln for ln in lines if ln.split()[1:2] and ln.split()[1].startswith(f"{method}_")]
+        assert f"median {np.median(values):.4f} std {np.std(values):.4f}" in line
+
+
+def test_report_of_unknown_run_is_a_user_error(sweep: CliSweep) -> None:
+    with pytest.raises(UserError, match="no MLflow run 'f00'"):
+        print_report("f00", tracking_uri=sweep.tracking_uri)
+
+
+def test_report_of_non_sweep_directory_is_a_user_error(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="not a sweep directory"):
+        print_report(str(tmp_path))

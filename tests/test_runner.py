@@ -1,0 +1,445 @@
+"""Sweeps on real Ray Tune, MLflow and GLUE data: the MiniLM-L6 ASHA sweep of the quickstart's
+shape, Optuna refinement, a killed and resumed driver, retried errored trials, and the one-line
+errors of ``isobn-tune run`` / ``resume``."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import ray
+import yaml
+from mlflow.tracking import MlflowClient
+from ray.tune.experiment import Trial
+
+from isobn_tune.cli import main
+from isobn_tune.features import TaskData
+from isobn_tune.metrics import BEST_OBJECTIVE
+from isobn_tune.progress import ProgressLine, format_progress
+from isobn_tune.runner import SweepOutcome, run_sweep
+from isobn_tune.space import load_space
+from isobn_tune.tracking import PARENT_TAG, STATUS_TAG, TRIAL_TAG
+from isobn_tune.training import ISOTROPY_FILE, load_checkpoint
+
+POLL_TIMEOUT_S = 600
+PROGRESS = re.compile(
+    r"^\[rte \d\d:\d\d\] (\d+) running, (\d+) finished, (\d+) errored, (\d+) paused, (\d+) pending of (\d+)"
+    r"(?: \| best (\d\.\d{4}) \((\w+)\))?$"
+)
+EPOCH_METRICS = ("objective", "dev_accuracy", "best_objective", "best_epoch", "train_loss", "lr",
+                 "train_examples_per_s", "iso_mean_abs_corr", "iso_std_cv")
+
+
+# ----- helpers: reading what a sweep left on disk ------------------------------------------------
+
+def trial_results(task_dir: Path) -> dict[str, list[dict[str, Any]]]:
+    """Every trial's result rows (Tune's ``result.json``, one line per report), by trial id."""
+    if not task_dir.is_dir():
+        return {}
+    return {
+        d.name: [json.loads(line) for line in (d / "result.json").read_text().splitlines()]
+        for d in sorted(task_dir.iterdir()) if (d / "result.json").is_file()
+    }
+
+
+def experiment_state(task_dir: Path) -> dict[str, tuple[str, int]] | None:
+    """Tune's saved view of an experiment: trial id -> (status, last reported epoch); None while
+    the state file is missing or half-written."""
+    files = sorted(task_dir.glob("experiment_state-*.json"))
+    if not files:
+        return None
+    try:
+        state = json.loads(files[-1].read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    trials = {}
+    for trial_json, runtime_json in state["trial_data"]:
+        trial, runtime = json.loads(trial_json), json.loads(runtime_json)
+        trials[trial["trial_id"]] = (trial["status"], int(runtime["last_result"].get("epoch", 0)))
+    return trials
+
+
+def poll(condition: Callable[[], Any], what: str, proc: subprocess.Popen | None = None) -> Any:
+    """Wait (generously) until ``condition()`` is truthy and return it; fail early if ``proc`` ends."""
+    deadline = time.monotonic() + POLL_TIMEOUT_S
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        if proc is not None and proc.poll() is not None:
+            pytest.fail(f"the sweep exited ({proc.returncode}) before {what}")
+        time.sleep(0.5)
+    pytest.fail(f"timed out waiting for {what}")
+
+
+def child_runs(tracking_uri: str, parent_run_id: str) -> dict[str, Any]:
+    """The sweep's MLflow trial runs by trial id."""
+    client = MlflowClient(tracking_uri)
+    experiment_id = client.get_run(parent_run_id).info.experiment_id
+    runs = client.search_runs([experiment_id], filter_string=f"tags.`{PARENT_TAG}` = '{parent_run_id}'")
+    return {run.data.tags[TRIAL_TAG]: run for run in runs}
+
+
+def metric_steps(tracking_uri: str, run_id: str, key: str = "objective") -> list[int]:
+    return sorted(m.step for m in MlflowClient(tracking_uri).get_metric_history(run_id, key))
+
+
+def cli(*args: str, timeout: float = POLL_TIMEOUT_S) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "isobn_tune.cli", *args], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def sessions_alive(session_id: int) -> list[str]:
+    """Processes still in a session (the killed driver's Ray processes, if any survived)."""
+    out = subprocess.run(["ps", "-eo", "pid=,sid=,comm="], capture_output=True, text=True).stdout
+    return [line for line in out.splitlines() if int(line.split()[1]) == session_id]
+
+
+# ----- the MiniLM-L6 ASHA sweep, run once for the module ----------------------------------------
+
+@dataclass
+class Sweep:
+    outcome: SweepOutcome
+    root: Path
+    task_dir: Path
+    tracking_uri: str
+    stdout: str
+    data_puts: list[str]
+    space_file: Path
+
+
+@contextlib.contextmanager
+def counting_puts() -> Iterator[list[str]]:
+    """Record (by task) every TaskData the driver puts into Ray's object store; the put itself is
+    Ray's own."""
+    puts: list[str] = []
+    real_put = ray.put
+
+    def put(value: Any, *args: Any, **kwargs: Any) -> Any:
+        if isinstance(value, TaskData):
+            puts.append(value.task)
+        return real_put(value, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(ray, "put", put)
+        yield puts
+
+
+@pytest.fixture(scope="module")
+def minilm_sweep(
+    ray_local: Any, glue_dir: Path, minilm_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Sweep:
+    """The real MiniLM-L6 on 128 RTE training and 64 dev examples: none vs isobn x 3 seeds under
+    ASHA, 2 epochs, one CPU per trial."""
+    tmp = tmp_path_factory.mktemp("minilm-sweep")
+    space_file = tmp / "minilm.yaml"
+    space_file.write_text(yaml.safe_dump({
+        "name": "minilm-asha",
+        "model": {"name_or_path": "minilm"},
+        "tasks": ["rte"],
+        "data": {"glue_dir": str(glue_dir), "max_train_examples": 128, "max_dev_examples": 64,
+                 "max_seq_length": 64},
+        "grid": {"cls_norm": ["none", "isobn"], "lr": [5e-5], "batch_size": [16], "seeds": [1, 2, 3]},
+        "recipe": {"max_epochs": 2},
+        "scheduler": {"type": "asha", "grace_period": 1, "reduction_factor": 2},
+        "resources": {"cpus_per_trial": 1},
+        "run": {"storage_path": str(tmp / "results"), "checkpoints_to_keep": 2},
+        "mlflow": {"tracking_uri": f"sqlite:///{tmp / 'mlflow.db'}"},
+    }))
+    stdout = io.StringIO()
+    with counting_puts() as puts, contextlib.redirect_stdout(stdout):
+        outcome = run_sweep(space_file, name="sweep")
+    root = tmp / "results" / "sweep"
+    return Sweep(outcome, root, root / "rte", f"sqlite:///{tmp / 'mlflow.db'}", stdout.getvalue(), puts,
+                 space_file)
+
+
+def test_sweep_runs_exactly_the_grid(minilm_sweep: Sweep) -> None:
+    space = load_space(minilm_sweep.space_file)
+    ran = [json.dumps(r.config.to_dict(), sort_keys=True) for r in minilm_sweep.outcome.records]
+    assert sorted(ran) == sorted(json.dumps(c, sort_keys=True) for c in space.trial_configs("rte"))
+    assert minilm_sweep.outcome.errored == []
+
+
+def test_every_trial_reports_every_epoch_it_ran(minilm_sweep: Sweep) -> None:
+    results = trial_results(minilm_sweep.task_dir)
+    assert len(results) == 6
+    for rows in results.values():
+        assert [r["epoch"] for r in rows] == list(range(1, len(rows) + 1)) and len(rows) <= 2
+        for row in rows:
+            assert all(np.isfinite(row[k]) for k in EPOCH_METRICS)
+            assert 0.0 <= row["dev_accuracy"] <= 1.0 and row["objective"] == row["dev_accuracy"]
+        best_so_far = np.maximum.accumulate([r["objective"] for r in rows])
+        assert [r["best_objective"] for r in rows] == list(best_so_far)
+
+
+def test_asha_lets_some_trials_run_every_epoch(minilm_sweep: Sweep) -> None:
+    records = {r.trial_id: r for r in minilm_sweep.outcome.records}
+    last_epochs = {tid: rows[-1]["epoch"] for tid, rows in trial_results(minilm_sweep.task_dir).items()}
+    assert max(last_epochs.values()) == 2
+    assert {tid: records[tid].status for tid in last_epochs} == {
+        tid: "finished" if epoch == 2 else "stopped" for tid, epoch in last_epochs.items()}
+
+
+def test_trials_size_torch_threads_to_their_cpus_and_run_on_cpu(minilm_sweep: Sweep) -> None:
+    rows = [row for rows in trial_results(minilm_sweep.task_dir).values() for row in rows]
+    assert {(row["torch_threads"], row["gpu_ids"]) for row in rows} == {(1, "")}
+
+
+def test_every_trial_keeps_a_checkpoint_of_its_last_epochs(minilm_sweep: Sweep) -> None:
+    for trial_id, rows in trial_results(minilm_sweep.task_dir).items():
+        kept = sorted((minilm_sweep.task_dir / trial_id).glob("checkpoint_*"))
+        assert [c.name for c in kept] == [r["checkpoint_dir_name"] for r in rows]  # <= checkpoints_to_keep
+        for ckpt, row in zip(kept, rows, strict=True):
+            assert (ckpt / ISOTROPY_FILE).is_file()
+            state = load_checkpoint(ckpt)
+            assert (state["epoch"], state["best_objective"]) == (row["epoch"], row["best_objective"])
+            assert len(state["history"]) == row["epoch"]
+            assert {"model", "optimizer", "scheduler", "rng_cpu"} <= state.keys()
+
+
+def test_tokenised_data_is_put_in_the_object_store_once(minilm_sweep: Sweep) -> None:
+    assert len(trial_results(minilm_sweep.task_dir)) == 6
+    assert minilm_sweep.data_puts == ["rte"]
+
+
+def test_progress_line_is_printed_while_the_sweep_runs(minilm_sweep: Sweep) -> None:
+    lines = [m for m in map(PROGRESS.match, minilm_sweep.stdout.splitlines()) if m]
+    assert len(lines) >= 6  # at least one per finished trial
+    assert all(int(m[6]) == 6 for m in lines)
+    best = max(r.best_objective for r in minilm_sweep.outcome.records)
+    assert lines[-1].groups()[:5] == ("0", "6", "0", "0", "0")
+    assert float(lines[-1][7]) == pytest.approx(best, abs=5e-5)
+
+
+def test_mlflow_has_one_run_per_trial_with_its_epochs(minilm_sweep: Sweep) -> None:
+    runs = child_runs(minilm_sweep.tracking_uri, minilm_sweep.outcome.parent_run_id)
+    results = trial_results(minilm_sweep.task_dir)
+    records = {r.trial_id: r for r in minilm_sweep.outcome.records}
+    assert runs.keys() == results.keys()
+    for trial_id, run in runs.items():
+        epochs = [r["epoch"] for r in results[trial_id]]
+        assert metric_steps(minilm_sweep.tracking_uri, run.info.run_id) == epochs
+        assert run.data.tags[STATUS_TAG] == records[trial_id].status and run.info.status == "FINISHED"
+
+
+def test_report_prints_the_median_table_of_the_sweep(
+    minilm_sweep: Sweep, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["report", str(minilm_sweep.root)]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert table[0] == "| task | isobn | none | isobn − none |"
+    assert table[2].startswith("| rte |") and table[2].count("(n=3)") == 2
+
+
+# ----- the progress line on Tune's Trial objects ---------------------------------------------------
+
+def trial(trial_id: str, status: str, best: float | None = None) -> Trial:
+    t = Trial("fine_tune_trial", config={}, trial_id=trial_id, stub=True)
+    t.set_status(status)
+    if best is not None:
+        t.update_last_result({BEST_OBJECTIVE: best, "epoch": 1})
+    return t
+
+
+def test_progress_line_counts_trials_by_state_and_names_the_best() -> None:
+    trials = [trial("a_00000", Trial.RUNNING, 0.5), trial("a_00001", Trial.TERMINATED, 0.75),
+              trial("a_00002", Trial.ERROR), trial("a_00003", Trial.PENDING),
+              trial("a_00004", Trial.PAUSED, 0.6)]
+    assert format_progress("rte", trials, 75.9) == (
+        "[rte 01:15] 1 running, 1 finished, 1 errored, 1 paused, 1 pending of 5 | best 0.7500 (a_00001)")
+
+
+def test_progress_line_without_results_has_no_best() -> None:
+    assert format_progress("mrpc", [trial("a_00000", Trial.PENDING)], 3) == (
+        "[mrpc 00:03] 0 running, 0 finished, 0 errored, 0 paused, 1 pending of 1")
+
+
+def test_progress_line_is_throttled_on_results_but_not_when_trials_end() -> None:
+    out = io.StringIO()
+    progress = ProgressLine("rte", interval_s=3600, stream=out)
+    trials = [trial("a_00000", Trial.RUNNING, 0.5), trial("a_00001", Trial.RUNNING, 0.6)]
+    for t in trials:
+        progress.on_trial_result(0, trials, t, t.last_result)
+    trials[0].set_status(Trial.TERMINATED)
+    progress.on_trial_complete(0, trials, trials[0])
+    assert [line[12:] for line in out.getvalue().splitlines()] == [
+        "2 running, 0 finished, 0 errored, 0 paused, 0 pending of 2 | best 0.6000 (a_00001)",
+        "1 running, 1 finished, 0 errored, 0 paused, 0 pending of 2 | best 0.6000 (a_00001)",
+    ]
+
+
+# ----- Optuna refinement (tiny random-init model) ------------------------------------------------
+
+def test_optuna_refinement_keeps_points_in_range_with_all_their_seeds(
+    ray_local: Any, write_space: Callable[..., Path], tmp_path: Path
+) -> None:
+    space_file = write_space(
+        grid={"cls_norm": ["isobn"], "seeds": [1, 2]},
+        optuna={"n_points": 3, "max_concurrent": 1, "beta": {"low": 0.2, "high": 1.2},
+                "alpha": {"low": 0.85, "high": 0.99}, "seed": 3},
+    )
+    with contextlib.redirect_stdout(io.StringIO()):
+        outcome = run_sweep(space_file, name="optuna")
+    points: dict[tuple[float, float], list[int]] = {}
+    for record in outcome.records:
+        cfg = record.config
+        assert 0.2 <= cfg.beta <= 1.2 and 0.85 <= cfg.alpha <= 0.99
+        assert (cfg.cls_norm, cfg.lr, cfg.batch_size) == ("isobn", 1e-3, 16)
+        points.setdefault((cfg.beta, cfg.alpha), []).append(cfg.seed)
+    assert len(points) == 3
+    assert all(sorted(seeds) == [1, 2] for seeds in points.values())
+    assert outcome.errored == []
+
+
+# ----- interrupted sweeps: kill the driver, resume; retry errored trials -------------------------
+
+def start_sweep(space_file: Path, name: str, log: Path) -> subprocess.Popen:
+    """``isobn-tune run`` in its own session, so that killing the group kills the driver and the
+    local Ray cluster it started, as a crash of the machine's job would."""
+    with log.open("w") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "isobn_tune.cli", "run", str(space_file), "--name", name,
+             "--address", "local"],
+            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+
+
+def some_finished_some_running(task_dir: Path, max_epochs: int) -> dict[str, tuple[str, int]] | None:
+    state = experiment_state(task_dir)
+    if not state:
+        return None
+    finished = [t for t, (status, epoch) in state.items() if status == "TERMINATED" and epoch == max_epochs]
+    running = [t for t, (status, epoch) in state.items() if status == "RUNNING" and 1 <= epoch < max_epochs]
+    return state if finished and running else None
+
+
+@pytest.mark.slow
+def test_killed_sweep_resumes_without_rerunning_finished_trials(
+    write_space: Callable[..., Path], tmp_path: Path
+) -> None:
+    max_epochs = 6
+    space_file = write_space(grid={"seeds": [1, 2, 3]}, recipe={"max_epochs": max_epochs})
+    task_dir = tmp_path / "results" / "killed" / "rte"
+    proc = start_sweep(space_file, "killed", tmp_path / "run.log")
+    try:
+        poll(lambda: some_finished_some_running(task_dir, max_epochs), "a finished and a running trial", proc)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    poll(lambda: not sessions_alive(proc.pid), "the killed driver's Ray processes to exit")
+
+    before = experiment_state(task_dir)
+    finished = {t for t, (status, _) in before.items() if status == "TERMINATED"}
+    started = {t for t, (status, epoch) in before.items() if status != "TERMINATED" and epoch >= 1}
+    assert finished and started
+    results_before = {t: (task_dir / t / "result.json").read_text() for t in finished | started}
+
+    resumed = cli("resume", str(task_dir.parent), "--address", "local")
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+
+    after = experiment_state(task_dir)
+    assert {status for status, _ in after.values()} == {"TERMINATED"} and len(after) == 6
+    rows = trial_results(task_dir)
+    for trial_id in finished:
+        assert (task_dir / trial_id / "result.json").read_text() == results_before[trial_id]
+    for trial_id in started:
+        old = len(results_before[trial_id].splitlines())
+        new_epochs = [r["epoch"] for r in rows[trial_id][old:]]
+        assert 1 < new_epochs[0] <= rows[trial_id][old - 1]["epoch"] + 1  # from its checkpoint
+        assert new_epochs == list(range(new_epochs[0], max_epochs + 1))
+    assert all(r[-1]["epoch"] == max_epochs for r in rows.values())
+
+    manifest = json.loads((task_dir.parent / "sweep.json").read_text())
+    runs = child_runs(manifest["tracking_uri"], manifest["parent_run_id"])
+    for trial_id in finished:
+        steps = metric_steps(manifest["tracking_uri"], runs[trial_id].info.run_id)
+        assert steps == list(range(1, max_epochs + 1))
+    assert {run.data.tags[STATUS_TAG] for run in runs.values()} == {"finished"}
+
+
+def broken_model_copy(folder: Path, minilm_path: Path) -> Path:
+    """MiniLM's tokenizer and config (no weights) with an unknown activation: the driver loads the
+    tokenizer fine, every trial fails building its encoder."""
+    folder.mkdir()
+    for name in ("config.json", "tokenizer.json", "tokenizer_config.json", "vocab.txt",
+                 "special_tokens_map.json"):
+        (folder / name).write_bytes((minilm_path / name).read_bytes())
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps(config | {"hidden_act": "no-such-activation"}))
+    return folder
+
+
+def test_errored_trials_are_retried_only_on_request(
+    ray_local: Any, write_space: Callable[..., Path], minilm_path: Path, tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    model_dir = broken_model_copy(tmp_path / "model", minilm_path)
+    space_file = write_space(model={"name_or_path": str(model_dir)}, grid={"seeds": [1]},
+                             run={"max_failures": 0})
+    root = tmp_path / "results" / "retry"
+    assert main(["run", str(space_file), "--name", "retry"]) == 1
+    errors = {d.name: (d / "error.txt").read_text() for d in (root / "rte").glob("*_0000?")}
+    assert len(errors) == 2 and all("no-such-activation" in e for e in errors.values())
+    hint = f"2 trial(s) errored; retry them with `isobn-tune resume {root} --retry-errored`"
+    assert hint in capsys.readouterr().out
+
+    assert main(["resume", str(root)]) == 1
+    errors_now = {d.name: (d / "error.txt").read_text() for d in (root / "rte").glob("*_0000?")}
+    assert errors_now == errors  # not re-run
+
+    (model_dir / "config.json").write_bytes((minilm_path / "config.json").read_bytes())  # the cause is fixed
+    assert main(["resume", str(root), "--retry-errored"]) == 0
+    assert experiment_state(root / "rte") == {trial_id: ("TERMINATED", 2) for trial_id in errors}
+
+
+# ----- one-line errors of run / resume ------------------------------------------------------------
+
+def test_unreachable_address_fails_fast_with_one_line(
+    write_space: Callable[..., Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    start = time.monotonic()
+    assert main(["run", str(write_space()), "--address", "127.0.0.1:1"]) == 2
+    assert time.monotonic() - start < 30  # ray.init alone would retry for many minutes
+    assert capsys.readouterr().err == "error: cannot connect to Ray at '127.0.0.1:1': Connection refused\n"
+
+
+def test_unwritable_storage_is_one_line(
+    write_space: Callable[..., Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    assert main(["run", str(write_space()), "--storage", str(blocker / "results")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert err.startswith(f"error: storage path {str(blocker / 'results')!r} is not writable")
+
+
+def test_resuming_a_directory_that_is_not_a_sweep_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["resume", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"error: {tmp_path} is not a sweep directory (no sweep.json); "
+                   "pass the directory `isobn-tune run` printed\n")
+
+
+def test_existing_sweep_name_is_refused(write_space: Callable[..., Path], tmp_path: Path,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "results" / "again").mkdir(parents=True)
+    (tmp_path / "results" / "again" / "sweep.json").write_text("{}")
+    assert main(["run", str(write_space()), "--name", "again"]) == 2
+    assert "already exists: resume it with `isobn-tune resume" in capsys.readouterr().err
