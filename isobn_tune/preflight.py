@@ -21,7 +21,7 @@ import pyarrow
 import pyarrow.fs
 
 from isobn_tune.errors import UserError
-from isobn_tune.space import SweepSpace, load_space
+from isobn_tune.space import load_space
 
 TRACKING_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql", "http", "https", "databricks", "file")
 SQL_SCHEMES = ("postgresql", "mysql", "mssql")
@@ -32,8 +32,8 @@ GCS_PROBE_TIMEOUT_MS = 2000
 
 
 def check_run_inputs(space_file: str | Path, *, storage: str | None, name: str | None,
-                     tracking_uri: str | None, address: str | None) -> SweepSpace:
-    """Everything ``isobn-tune run`` is given, checked cheapest first; the validated space."""
+                     tracking_uri: str | None, address: str | None) -> None:
+    """Everything ``isobn-tune run`` is given, checked cheapest first."""
     space = load_space(space_file)
     if name is not None:
         check_sweep_name(name)
@@ -41,7 +41,6 @@ def check_run_inputs(space_file: str | Path, *, storage: str | None, name: str |
     check_storage(root)
     check_tracking_uri(resolve_tracking_uri(tracking_uri, space.mlflow.tracking_uri, root))
     check_address(address)
-    return space
 
 
 def check_sweep_name(name: str) -> None:

@@ -46,7 +46,6 @@ class RayNode:
 
     session: int
     node_id: str
-    temp_dir: Path
 
     def alive(self) -> list[int]:
         return session_pids(self.session)
@@ -92,7 +91,7 @@ class Cluster:
                 env=self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
             )
             returncode = proc.wait(timeout=START_TIMEOUT_S)
-        node = RayNode(proc.pid, _raylet_node_id(proc.pid), temp_dir)
+        node = RayNode(proc.pid, _raylet_node_id(proc.pid))
         self.nodes.append(node)
         assert returncode == 0, log.read_text()[-3000:]
         return node
@@ -267,6 +266,40 @@ def test_every_trial_has_a_finished_mlflow_run_with_every_epoch(two_node_sweep: 
     assert runs.parent.info.status == "FINISHED"
 
 
+# ----- token authentication -----------------------------------------------------------------------
+
+def without_token(env: dict[str, str], home: Path) -> dict[str, str]:
+    """``env`` without the cluster's token, and with a HOME holding no ``~/.ray/auth_token``."""
+    kept = {k: v for k, v in env.items() if k != "RAY_AUTH_TOKEN"}
+    return kept | {"RAY_AUTH_MODE": "disabled", "HOME": str(home)}
+
+
+def test_driver_without_the_token_gets_a_one_line_error(
+    cluster: Cluster, glue_dir: Path, tmp_path: Path
+) -> None:
+    space = space_file(tmp_path, glue_dir, seeds=[1], max_epochs=1, max_failures=0)
+    env = without_token(cluster.env, tmp_path)
+    proc = cluster.cli("run", str(space), "--address", cluster.address, env=env)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith(f"error: cannot connect to Ray at '{cluster.address}': ")
+    assert "Authentication token is missing or incorrect" in proc.stderr and proc.stderr.count("\n") == 1
+    assert not (tmp_path / "results").exists() or not any((tmp_path / "results").iterdir())
+
+
+@pytest.mark.slow
+def test_node_without_the_token_is_refused(cluster: Cluster, tmp_path: Path) -> None:
+    env = without_token(cluster.env, tmp_path)
+    log = tmp_path / "ray-start.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(["ray", "start", f"--address={cluster.address}", "--num-cpus=1",
+                                 f"--temp-dir={tmp_path / 'ray'}", "--disable-usage-stats"],
+                                env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        returncode = proc.wait(timeout=START_TIMEOUT_S)
+    kill_session(proc.pid)
+    assert returncode != 0
+    assert "Authentication token is missing or incorrect" in log.read_text()
+
+
 # ----- faults -------------------------------------------------------------------------------------
 
 def finished_and_running(task_dir: Path, node_id: str | None = None) -> bool:
@@ -317,7 +350,7 @@ def test_trials_of_a_killed_node_continue_on_the_other_from_their_checkpoints(
 def test_a_raising_trial_is_retried_then_errored_and_the_sweep_goes_on(
     cluster: Cluster, glue_dir: Path, tmp_path: Path
 ) -> None:
-    space = space_file(tmp_path, glue_dir, seeds=[1, FAIL_SEED], max_epochs=MAX_EPOCHS, max_failures=2,
+    space = space_file(tmp_path, glue_dir, seeds=[1, FAIL_SEED], max_epochs=MAX_EPOCHS, max_failures=1,
                        max_train_examples=64)
     proc = cluster.cli("run", str(space), "--address", cluster.address, "--name", "raises")
     assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -327,7 +360,7 @@ def test_a_raising_trial_is_retried_then_errored_and_the_sweep_goes_on(
     by_seed = {seed: t for t, seed in trial_seeds(task_dir).items()}
     state, results = experiment_state(task_dir), trial_results(task_dir)
     failing, healthy = by_seed[FAIL_SEED], by_seed[1]
-    assert (state[failing]["status"], state[failing]["failures"]) == ("ERROR", 3)  # 1 run + 2 retries
+    assert (state[failing]["status"], state[failing]["failures"]) == ("ERROR", 2)  # the run and its retry
     assert epochs(results[failing]) == list(range(1, FAIL_EPOCH))  # retries resumed after the last good epoch
     assert "injected failure" in (task_dir / failing / "error.txt").read_text()
     assert (state[healthy]["status"], epochs(results[healthy])) == ("TERMINATED", ALL_EPOCHS)
@@ -336,7 +369,7 @@ def test_a_raising_trial_is_retried_then_errored_and_the_sweep_goes_on(
     errored, finished = runs.children[failing], runs.children[healthy]
     assert (errored.info.status, errored.data.tags[STATUS_TAG]) == ("FAILED", "errored")
     assert "injected failure" in errored.data.tags["isobn.error"]
-    assert errored.data.tags["isobn.retried"] == "2"
+    assert errored.data.tags["isobn.retried"] == "1"
     assert (finished.info.status, finished.data.tags[STATUS_TAG]) == ("FINISHED", "finished")
 
 
