@@ -127,7 +127,11 @@ def resume_sweep(
     echo: Callable[[str], None] = print,
 ) -> SweepOutcome:
     """Continue an interrupted sweep: finished trials keep their results and are not re-run,
-    unfinished ones continue from their last checkpoint, errored ones only on request."""
+    unfinished ones continue from their last checkpoint, errored ones only on request.
+
+    Ray 2.60 does not save the ERROR status of a trial whose worker process died (OOM kill, lost
+    node) after its last retry: such a trial is restored as unfinished and continues from its
+    checkpoint even without ``retry_errored``. Trials whose code raised are saved as errored."""
     sweep_dir = SweepDir.parse(path)
     manifest = read_manifest(sweep_dir)
     space = SweepSpace.model_validate(manifest["space"])

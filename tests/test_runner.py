@@ -24,9 +24,11 @@ import ray
 import yaml
 from mlflow.tracking import MlflowClient
 from ray.tune.experiment import Trial
+from ray.tune.search.optuna import OptunaSearch
 
+from isobn_tune.aggregate import TrialRecord
+from isobn_tune.batches import TaskData
 from isobn_tune.cli import main
-from isobn_tune.features import TaskData
 from isobn_tune.metrics import BEST_OBJECTIVE
 from isobn_tune.progress import ProgressLine, format_progress
 from isobn_tune.runner import SweepOutcome, run_sweep
@@ -284,25 +286,31 @@ def test_progress_line_is_throttled_on_results_but_not_when_trials_end() -> None
 
 # ----- Optuna refinement (tiny random-init model) ------------------------------------------------
 
-def test_optuna_refinement_keeps_points_in_range_with_all_their_seeds(
+def test_optuna_refinement_runs_points_in_range_at_every_seed_judged_by_the_median(
     ray_local: Any, write_space: Callable[..., Path], tmp_path: Path
 ) -> None:
     space_file = write_space(
         grid={"cls_norm": ["isobn"], "seeds": [1, 2]},
-        optuna={"n_points": 3, "max_concurrent": 1, "beta": {"low": 0.2, "high": 1.2},
+        optuna={"n_points": 2, "max_concurrent": 1, "beta": {"low": 0.2, "high": 1.2},
                 "alpha": {"low": 0.85, "high": 0.99}, "seed": 3},
     )
     with contextlib.redirect_stdout(io.StringIO()):
         outcome = run_sweep(space_file, name="optuna")
-    points: dict[tuple[float, float], list[int]] = {}
+    assert outcome.errored == []
+    points: dict[tuple[float, float], list[TrialRecord]] = {}
     for record in outcome.records:
         cfg = record.config
         assert 0.2 <= cfg.beta <= 1.2 and 0.85 <= cfg.alpha <= 0.99
         assert (cfg.cls_norm, cfg.lr, cfg.batch_size) == ("isobn", 1e-3, 16)
-        points.setdefault((cfg.beta, cfg.alpha), []).append(cfg.seed)
-    assert len(points) == 3
-    assert all(sorted(seeds) == [1, 2] for seeds in points.values())
-    assert outcome.errored == []
+        points.setdefault((cfg.beta, cfg.alpha), []).append(record)
+    assert len(points) == 2
+    assert all(sorted(r.config.seed for r in records) == [1, 2] for records in points.values())
+
+    searcher = OptunaSearch()  # the study as Tune saved it with the experiment
+    searcher.restore_from_dir(str(tmp_path / "results" / "optuna" / "rte"))
+    told = {(t.params["beta"], t.params["alpha"]): t.value for t in searcher._ot_study.trials}
+    medians = {p: float(np.median([r.best_objective for r in records])) for p, records in points.items()}
+    assert told == pytest.approx(medians)
 
 
 # ----- interrupted sweeps: kill the driver, resume; retry errored trials -------------------------
