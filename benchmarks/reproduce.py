@@ -20,7 +20,8 @@ import numpy as np
 
 from isobn_tune.aggregate import method_table, summarise_groups, table_markdown
 from isobn_tune.report import records_from_mlflow
-from isobn_tune.runner import read_manifest, run_sweep
+from isobn_tune.runner import run_sweep
+from isobn_tune.sweep_dir import read_manifest
 
 REPO = Path(__file__).resolve().parent.parent
 

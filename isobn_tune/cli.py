@@ -33,9 +33,12 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(required=True, metavar="COMMAND")
 
     train = sub.add_parser("train", help="fine-tune one configuration and print per-epoch dev metrics")
-    train.add_argument("--task", required=True, help="GLUE task: cola, sst2, mrpc, qqp, stsb, mnli, qnli, rte")
-    train.add_argument("--model", required=True, help="hub name, local model directory, or 'minilm' (offline)")
-    train.add_argument("--glue-dir", help="local GLUE folder (<dir>/<TASK>/train.tsv); default $GLUE_DIR, else the hub")
+    train.add_argument("--task", required=True,
+                       help="GLUE task: cola, sst2, mrpc, qqp, stsb, mnli, qnli, rte")
+    train.add_argument("--model", required=True,
+                       help="hub name, local model directory, or 'minilm' (offline)")
+    train.add_argument("--glue-dir",
+                       help="local GLUE folder (<dir>/<TASK>/train.tsv); default $GLUE_DIR, else the hub")
     train.add_argument("--cls-norm", default="isobn", help="isobn | batchnorm | layernorm | none")
     train.add_argument("--pooling", default="pooler", help="pooler (default) | cls")
     train.add_argument("--beta", type=float, default=0.5)
@@ -52,7 +55,8 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--max-seq-length", type=int, default=256)
     train.add_argument("--max-train-examples", type=int, default=None)
     train.add_argument("--max-dev-examples", type=int, default=None)
-    train.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    train.add_argument("--threads", type=int, default=None,
+                       help="torch CPU threads (default: torch's choice)")
     train.set_defaults(func=_train)
 
     for name, help_text, func in (

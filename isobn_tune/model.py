@@ -122,7 +122,9 @@ class ClsNormClassifier(nn.Module):
         return nn.functional.cross_entropy(logits.float(), labels)
 
 
-def build_model(cfg: TrialConfig, num_labels: int, encoder: PreTrainedModel | None = None) -> ClsNormClassifier:
+def build_model(
+    cfg: TrialConfig, num_labels: int, encoder: PreTrainedModel | None = None
+) -> ClsNormClassifier:
     """The classifier for one trial; pass ``encoder`` to reuse one built elsewhere."""
     encoder = encoder if encoder is not None else load_encoder(cfg)
     norm = build_cls_norm(

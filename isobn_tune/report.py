@@ -53,7 +53,7 @@ def _parse(value: str) -> Any:
 def print_report(target: str, *, tracking_uri: str | None = None, groups: bool = False) -> None:
     """The table for a sweep directory (its manifest names the run) or a parent run id."""
     if tracking_uri is None:
-        from isobn_tune.runner import SweepDir, read_manifest
+        from isobn_tune.sweep_dir import SweepDir, read_manifest
 
         manifest = read_manifest(SweepDir.parse(target))
         tracking_uri, run_id = manifest["tracking_uri"], manifest["parent_run_id"]

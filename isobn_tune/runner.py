@@ -18,7 +18,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import pyarrow.fs
 import ray
 from ray import tune
 from ray.exceptions import RayError
@@ -40,35 +39,10 @@ from isobn_tune.preflight import absolute_storage, check_address, check_storage,
 from isobn_tune.progress import ProgressLine
 from isobn_tune.search import build_param_space, build_scheduler, build_searcher, num_samples
 from isobn_tune.space import SweepSpace, load_space
+from isobn_tune.sweep_dir import SweepDir, has_manifest, read_manifest, write_manifest
 from isobn_tune.tasks import get_task
 from isobn_tune.tracking import SweepTracker, check_tracking_uri, redact_uri, resolve_tracking_uri
 from isobn_tune.trainable import fine_tune_trial
-
-MANIFEST = "sweep.json"
-MANIFEST_FORMAT = 1
-
-
-@dataclass(frozen=True)
-class SweepDir:
-    """``<storage>/<name>``: a local directory or a URI (``s3://``, ``gs://`` ...)."""
-
-    storage: str
-    name: str
-
-    @property
-    def root(self) -> str:
-        return f"{self.storage.rstrip('/')}/{self.name}"
-
-    def task_dir(self, task: str) -> str:
-        return f"{self.root}/{task}"
-
-    @classmethod
-    def parse(cls, path: str) -> SweepDir:
-        path = path.rstrip("/")
-        if "://" not in path:
-            path = str(Path(path).expanduser().resolve())
-        storage, _, name = path.rpartition("/")
-        return cls(storage, name)
 
 
 @dataclass
@@ -99,7 +73,7 @@ def run_sweep(
         absolute_storage(storage or space.run.storage_path),
         name or f"{space.name}-{datetime.now():%Y%m%d-%H%M%S}",
     )
-    if _exists(f"{sweep_dir.root}/{MANIFEST}"):
+    if has_manifest(sweep_dir):
         raise UserError(
             f"sweep {sweep_dir.root} already exists: resume it with `isobn-tune resume {sweep_dir.root}` "
             "or pass another --name"
@@ -108,8 +82,8 @@ def run_sweep(
     data = _prepare(space, sweep_dir, tracking_uri, address, echo)
 
     tracker = SweepTracker.start(tracking_uri, space, sweep_dir.name, Path(space_file).read_text())
-    _write_manifest(sweep_dir, {
-        "format": MANIFEST_FORMAT, "name": sweep_dir.name, "space_file": str(space_file),
+    write_manifest(sweep_dir, {
+        "name": sweep_dir.name, "space_file": str(space_file),
         "space": space.model_dump(mode="json"), "tracking_uri": tracking_uri,
         "parent_run_id": tracker.parent_run_id, "created": datetime.now().isoformat(timespec="seconds"),
     })
@@ -256,35 +230,6 @@ def connect_ray(address: str | None) -> None:
         ray.init(address=address, dashboard_host="127.0.0.1", logging_level="WARNING", log_to_driver=True)
     except (ConnectionError, RuntimeError, ValueError, TimeoutError, RayError) as exc:
         raise UserError(f"cannot connect to Ray at {address!r}: {str(exc).strip().splitlines()[0]}") from exc
-
-
-def _fs(uri_or_path: str) -> tuple[pyarrow.fs.FileSystem, str]:
-    return pyarrow.fs.FileSystem.from_uri(uri_or_path if "://" in uri_or_path else Path(uri_or_path).as_uri())
-
-
-def _exists(uri_or_path: str) -> bool:
-    fs, path = _fs(uri_or_path)
-    return fs.get_file_info(path).type != pyarrow.fs.FileType.NotFound
-
-
-def _write_manifest(sweep_dir: SweepDir, manifest: dict[str, Any]) -> None:
-    fs, path = _fs(f"{sweep_dir.root}/{MANIFEST}")
-    fs.create_dir(path.rpartition("/")[0], recursive=True)
-    with fs.open_output_stream(path) as f:
-        f.write(json.dumps(manifest, indent=2).encode())
-
-
-def read_manifest(sweep_dir: SweepDir) -> dict[str, Any]:
-    target = f"{sweep_dir.root}/{MANIFEST}"
-    if not _exists(target):
-        raise UserError(f"{sweep_dir.root} is not a sweep directory (no {MANIFEST}); "
-                        "pass the directory `isobn-tune run` printed")
-    fs, path = _fs(target)
-    with fs.open_input_stream(path) as f:
-        manifest = json.loads(f.read().decode())
-    if manifest.get("format") != MANIFEST_FORMAT:
-        raise UserError(f"{target}: unsupported manifest format {manifest.get('format')!r}")
-    return manifest
 
 
 def main_exit_code(outcome: SweepOutcome) -> int:

@@ -64,7 +64,8 @@ def build_searcher(space: SweepSpace) -> Searcher | None:
         return None
     opt, seeds = space.optuna, space.grid.seeds
     optuna = OptunaSearch(metric=BEST_OBJECTIVE, mode=MODE, seed=opt.seed)
-    return ConcurrencyLimiter(SeedMedianRepeater(optuna, seeds), max_concurrent=opt.max_concurrent * len(seeds))
+    repeater = SeedMedianRepeater(optuna, seeds)
+    return ConcurrencyLimiter(repeater, max_concurrent=opt.max_concurrent * len(seeds))
 
 
 def build_scheduler(space: SweepSpace) -> TrialScheduler:
@@ -76,7 +77,8 @@ def build_scheduler(space: SweepSpace) -> TrialScheduler:
         return FIFOScheduler()
     if section.type == "asha":
         return ASHAScheduler(
-            **common, max_t=max_t, grace_period=section.grace_period, reduction_factor=section.reduction_factor
+            **common, max_t=max_t, grace_period=section.grace_period,
+            reduction_factor=section.reduction_factor,
         )
     if section.type == "median":
         return MedianStoppingRule(
@@ -90,7 +92,8 @@ def build_scheduler(space: SweepSpace) -> TrialScheduler:
         )
     if section.type == "asha_by_config":
         return GroupSuccessiveHalving(
-            **common, max_t=max_t, grace_period=section.grace_period, reduction_factor=section.reduction_factor
+            **common, max_t=max_t, grace_period=section.grace_period,
+            reduction_factor=section.reduction_factor,
         )
     if section.type == "median_by_config":
         return GroupMedianStoppingRule(

@@ -54,7 +54,9 @@ def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def make_optimizer(model: torch.nn.Module, cfg: TrialConfig, *, fused: bool | None = None) -> torch.optim.AdamW:
+def make_optimizer(
+    model: torch.nn.Module, cfg: TrialConfig, *, fused: bool | None = None
+) -> torch.optim.AdamW:
     """AdamW; with weight decay, biases and normalisation weights (1-d tensors) are excluded.
 
     On CUDA the fused kernel is the default: a BERT step is bound by kernel launches, and the
@@ -229,7 +231,9 @@ def train(
         # 6. Report, with a checkpoint to resume (or for PBT to exploit) from.
         if save_checkpoints:
             with tempfile.TemporaryDirectory(prefix="isobn-ckpt-") as ckpt:
-                _save_checkpoint(Path(ckpt), model, optimizer, scheduler, epoch, result, iso_before, iso, device)
+                _save_checkpoint(
+                    Path(ckpt), model, optimizer, scheduler, epoch, result, iso_before, iso, device
+                )
                 report(metrics, Path(ckpt))
         else:
             report(metrics, None)

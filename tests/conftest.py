@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -32,15 +36,48 @@ def minilm_path() -> Path:
 TINY_MODEL = {
     "name_or_path": "minilm",  # the real MiniLM tokenizer and config ...
     "random_init": True,  # ... with random weights and a tiny encoder: trials take seconds
-    "overrides": {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64},
+    "overrides": {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
+                  "intermediate_size": 64},
 }
 
 
 def _merge(base: dict, extra: dict) -> dict:
     out = dict(base)
     for key, value in extra.items():
-        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+        nested = isinstance(value, dict) and isinstance(out.get(key), dict)
+        out[key] = _merge(out[key], value) if nested else value
     return out
+
+
+def tiny_space(glue_dir: Path, storage: Path) -> dict[str, Any]:
+    """A small sweep (tiny random-init encoder on 64 RTE examples, none vs isobn x 2 seeds,
+    2 epochs, results under ``storage``, no ``mlflow`` section) as a space-file dict."""
+    return {
+        "name": "tiny",
+        "model": TINY_MODEL,
+        "tasks": ["rte"],
+        "data": {"glue_dir": str(glue_dir), "max_train_examples": 64, "max_dev_examples": 64,
+                 "max_seq_length": 32},
+        "grid": {"cls_norm": ["none", "isobn"], "lr": [1e-3], "batch_size": [16], "seeds": [1, 2]},
+        "recipe": {"max_epochs": 2},
+        "scheduler": {"type": "fifo"},
+        "resources": {"cpus_per_trial": 1},
+        "run": {"storage_path": str(storage)},
+    }
+
+
+def poll(condition: Callable[[], Any], what: str, proc: subprocess.Popen | None = None,
+         timeout_s: float = 600) -> Any:
+    """Wait until ``condition()`` is truthy and return it; fail early if ``proc`` exits."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        if proc is not None and proc.poll() is not None:
+            pytest.fail(f"the sweep exited ({proc.returncode}) before {what}")
+        time.sleep(0.5)
+    pytest.fail(f"timed out waiting for {what}")
 
 
 @pytest.fixture
@@ -51,19 +88,8 @@ def write_space(tmp_path: Path, glue_dir: Path):
     import yaml
 
     def write(name: str = "space.yaml", **sections: object) -> Path:
-        base = {
-            "name": "tiny",
-            "model": TINY_MODEL,
-            "tasks": ["rte"],
-            "data": {"glue_dir": str(glue_dir), "max_train_examples": 64, "max_dev_examples": 64,
-                     "max_seq_length": 32},
-            "grid": {"cls_norm": ["none", "isobn"], "lr": [1e-3], "batch_size": [16], "seeds": [1, 2]},
-            "recipe": {"max_epochs": 2},
-            "scheduler": {"type": "fifo"},
-            "resources": {"cpus_per_trial": 1},
-            "run": {"storage_path": str(tmp_path / "results")},
-            "mlflow": {"tracking_uri": f"sqlite:///{tmp_path / 'mlflow.db'}"},
-        }
+        base = tiny_space(glue_dir, tmp_path / "results")
+        base["mlflow"] = {"tracking_uri": f"sqlite:///{tmp_path / 'mlflow.db'}"}
         path = tmp_path / name
         path.write_text(yaml.safe_dump(_merge(base, sections), sort_keys=False))
         return path

@@ -17,7 +17,7 @@ from typing import Any
 
 import requests
 import yaml
-from conftest import TINY_MODEL
+from conftest import tiny_space as conftest_tiny_space
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
@@ -27,21 +27,10 @@ SERVER_ENV = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
 
 
 def tiny_space(glue_dir: Path, storage: Path, **sections: Any) -> dict[str, Any]:
-    """The tiny random-init sweep of conftest's ``write_space`` (RTE, none vs isobn x 2 seeds,
-    2 epochs) with results under ``storage`` and no ``mlflow`` section; ``sections`` replace
-    whole top-level sections (module-scoped fixtures cannot use the function-scoped fixture)."""
-    base = {
-        "name": "tiny",
-        "model": TINY_MODEL,
-        "tasks": ["rte"],
-        "data": {"glue_dir": str(glue_dir), "max_train_examples": 64, "max_dev_examples": 64,
-                 "max_seq_length": 32},
-        "grid": {"cls_norm": ["none", "isobn"], "lr": [1e-3], "batch_size": [16], "seeds": [1, 2]},
-        "recipe": {"max_epochs": 2},
-        "scheduler": {"type": "fifo"},
-        "resources": {"cpus_per_trial": 1},
-        "run": {"storage_path": str(storage), "max_failures": 0},
-    }
+    """conftest's tiny sweep with ``max_failures: 0``; ``sections`` replace whole top-level
+    sections (module-scoped fixtures cannot use the function-scoped ``write_space``)."""
+    base = conftest_tiny_space(glue_dir, storage)
+    base["run"]["max_failures"] = 0
     return base | sections
 
 

@@ -18,16 +18,14 @@ import pickle
 import signal
 import subprocess
 import sys
-import time
 from collections import defaultdict
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from conftest import TINY_MODEL
+from conftest import TINY_MODEL, poll
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
@@ -110,19 +108,6 @@ def last_epochs_by_group(rows: dict[str, list[dict[str, Any]]]) -> dict[str, lis
 
 # ----- driving the CLI ------------------------------------------------------------------------
 
-def poll(condition: Callable[[], Any], what: str, proc: subprocess.Popen | None = None) -> Any:
-    """Wait until ``condition()`` is truthy and return it; fail early if ``proc`` exits."""
-    deadline = time.monotonic() + TIMEOUT_S
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        if proc is not None and proc.poll() is not None:
-            pytest.fail(f"the sweep exited ({proc.returncode}) before {what}")
-        time.sleep(0.5)
-    pytest.fail(f"timed out waiting for {what}")
-
-
 def session_processes(session_id: int) -> list[str]:
     out = subprocess.run(["ps", "-eo", "pid=,sid=,comm="], capture_output=True, text=True).stdout
     return [line for line in out.splitlines() if int(line.split()[1]) == session_id]
@@ -145,11 +130,12 @@ def run_until_decided_then_kill(space_file: Path, task_dir: Path, log: Path) -> 
             stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
         )
     try:
-        poll(lambda: decided_with_trials_left(task_dir), "a group decision", proc)
+        poll(lambda: decided_with_trials_left(task_dir), "a group decision", proc, TIMEOUT_S)
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
-    poll(lambda: not session_processes(proc.pid), "the killed driver's Ray processes to exit")
+    poll(lambda: not session_processes(proc.pid), "the killed driver's Ray processes to exit",
+         timeout_s=TIMEOUT_S)
 
 
 @dataclass

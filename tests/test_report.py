@@ -17,7 +17,7 @@ from mlflow_helpers import artifact_bytes, run_cli, tiny_space, trial_runs, writ
 from isobn_tune.cli import main
 from isobn_tune.errors import UserError
 from isobn_tune.report import print_report
-from isobn_tune.runner import SweepDir, read_manifest
+from isobn_tune.sweep_dir import SweepDir, read_manifest
 
 
 @dataclass

@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 import ray
 import yaml
+from conftest import poll
 from mlflow.tracking import MlflowClient
 from ray.tune.experiment import Trial
 from ray.tune.search.optuna import OptunaSearch
@@ -72,19 +73,6 @@ def experiment_state(task_dir: Path) -> dict[str, tuple[str, int]] | None:
         trial, runtime = json.loads(trial_json), json.loads(runtime_json)
         trials[trial["trial_id"]] = (trial["status"], int(runtime["last_result"].get("epoch", 0)))
     return trials
-
-
-def poll(condition: Callable[[], Any], what: str, proc: subprocess.Popen | None = None) -> Any:
-    """Wait (generously) until ``condition()`` is truthy and return it; fail early if ``proc`` ends."""
-    deadline = time.monotonic() + POLL_TIMEOUT_S
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        if proc is not None and proc.poll() is not None:
-            pytest.fail(f"the sweep exited ({proc.returncode}) before {what}")
-        time.sleep(0.5)
-    pytest.fail(f"timed out waiting for {what}")
 
 
 def child_runs(tracking_uri: str, parent_run_id: str) -> dict[str, Any]:
@@ -344,11 +332,13 @@ def test_killed_sweep_resumes_without_rerunning_finished_trials(
     task_dir = tmp_path / "results" / "killed" / "rte"
     proc = start_sweep(space_file, "killed", tmp_path / "run.log")
     try:
-        poll(lambda: some_finished_some_running(task_dir, max_epochs), "a finished and a running trial", proc)
+        poll(lambda: some_finished_some_running(task_dir, max_epochs), "a finished and a running trial", proc,
+             POLL_TIMEOUT_S)
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
-    poll(lambda: not sessions_alive(proc.pid), "the killed driver's Ray processes to exit")
+    poll(lambda: not sessions_alive(proc.pid), "the killed driver's Ray processes to exit",
+         timeout_s=POLL_TIMEOUT_S)
 
     before = experiment_state(task_dir)
     finished = {t for t, (status, _) in before.items() if status == "TERMINATED"}
