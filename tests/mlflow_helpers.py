@@ -4,7 +4,6 @@ and artifacts back, and starting / stopping `mlflow server` and CLI subprocesses
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import tempfile
@@ -20,6 +19,7 @@ import yaml
 from conftest import tiny_space as conftest_tiny_space
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
+from process_helpers import kill_session, stop_session
 
 from isobn_tune.tracking import child_runs
 
@@ -72,7 +72,8 @@ def run_cli(
     try:
         out, err = proc.communicate(timeout=timeout_s)
     finally:
-        survivors = kill_session(proc)
+        survivors = kill_session(proc.pid)
+        proc.wait(timeout=30)
     assert not survivors, f"processes of `isobn-tune {' '.join(args)}` survived: {survivors}"
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
@@ -81,51 +82,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def session_pids(session_id: int) -> list[int]:
-    """Live (non-zombie) processes of a session."""
-    pids = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if int(fields[3]) == session_id and fields[0] != "Z":
-            pids.append(int(stat.parent.name))
-    return pids
-
-
-def stop_session(proc: subprocess.Popen, grace_s: float = 15.0) -> list[int]:
-    """SIGTERM the process group of ``proc`` (started with ``start_new_session=True``), SIGKILL
-    whatever of its session is left after ``grace_s``; the pids still alive afterwards."""
-    with _suppress_gone():
-        os.killpg(proc.pid, signal.SIGTERM)
-    deadline = time.monotonic() + grace_s
-    while session_pids(proc.pid) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    return kill_session(proc)
-
-
-def kill_session(proc: subprocess.Popen) -> list[int]:
-    """SIGKILL every process of ``proc``'s session (Ray workers put themselves in their own
-    process groups, so killing the group is not enough); the pids still alive afterwards."""
-    for pid in session_pids(proc.pid):
-        with _suppress_gone():
-            os.kill(pid, signal.SIGKILL)
-    proc.wait(timeout=30)
-    deadline = time.monotonic() + 10
-    while session_pids(proc.pid) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    return session_pids(proc.pid)
-
-
-@contextmanager
-def _suppress_gone() -> Iterator[None]:
-    try:
-        yield
-    except ProcessLookupError:
-        pass
 
 
 @dataclass

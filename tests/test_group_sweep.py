@@ -28,6 +28,7 @@ import yaml
 from conftest import TINY_MODEL, poll
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
+from process_helpers import session_pids
 
 from isobn_tune.group_schedulers import STATE_FILE
 from isobn_tune.groups import group_key
@@ -108,11 +109,6 @@ def last_epochs_by_group(rows: dict[str, list[dict[str, Any]]]) -> dict[str, lis
 
 # ----- driving the CLI ------------------------------------------------------------------------
 
-def session_processes(session_id: int) -> list[str]:
-    out = subprocess.run(["ps", "-eo", "pid=,sid=,comm="], capture_output=True, text=True).stdout
-    return [line for line in out.splitlines() if int(line.split()[1]) == session_id]
-
-
 def decided_with_trials_left(task_dir: Path) -> bool:
     """The saved state shows a group decision while some trial is still unfinished."""
     statuses, book = trial_statuses(task_dir), saved_book(task_dir)
@@ -134,7 +130,7 @@ def run_until_decided_then_kill(space_file: Path, task_dir: Path, log: Path) -> 
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
-    poll(lambda: not session_processes(proc.pid), "the killed driver's Ray processes to exit",
+    poll(lambda: not session_pids(proc.pid), "the killed driver's Ray processes to exit",
          timeout_s=TIMEOUT_S)
 
 

@@ -13,7 +13,6 @@ import json
 import os
 import secrets
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -26,7 +25,8 @@ from typing import Any
 import pytest
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
-from mlflow_helpers import free_port, session_pids, tiny_space, trial_runs, write_yaml
+from mlflow_helpers import free_port, tiny_space, trial_runs, write_yaml
+from process_helpers import kill_session, session_pids
 
 from isobn_tune.tracking import STATUS_TAG, TRIAL_TAG
 from isobn_tune.trainable import FAIL_AT_ENV
@@ -52,21 +52,7 @@ class RayNode:
 
     def kill(self) -> None:
         """SIGKILL every process of the node: GCS, raylet, agents, trial workers."""
-        kill_session(self.session)
-
-
-def kill_session(session: int) -> None:
-    """SIGKILL every process of a session until none is left (Ray workers have their own process
-    groups, but stay in the session of the ``ray start`` or driver that started them)."""
-    deadline = time.monotonic() + 60
-    while (pids := session_pids(session)) and time.monotonic() < deadline:
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        time.sleep(0.2)
-    assert not session_pids(session), f"processes of session {session} survived: {session_pids(session)}"
+        assert not kill_session(self.session), f"processes of session {self.session} survived"
 
 
 @dataclass
@@ -295,7 +281,7 @@ def test_node_without_the_token_is_refused(cluster: Cluster, tmp_path: Path) -> 
                                  f"--temp-dir={tmp_path / 'ray'}", "--disable-usage-stats"],
                                 env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         returncode = proc.wait(timeout=START_TIMEOUT_S)
-    kill_session(proc.pid)
+    assert not kill_session(proc.pid)
     assert returncode != 0
     assert "Authentication token is missing or incorrect" in log.read_text()
 
@@ -327,7 +313,7 @@ def test_trials_of_a_killed_node_continue_on_the_other_from_their_checkpoints(
         before = trial_results(task_dir)
         assert driver.wait(timeout=POLL_TIMEOUT_S) == 0, (tmp_path / "run.log").read_text()[-3000:]
     finally:
-        kill_session(driver.pid)
+        assert not kill_session(driver.pid)
         cluster.add_worker()
 
     after = trial_results(task_dir)
@@ -382,7 +368,7 @@ def test_killed_driver_resumes_on_the_cluster(cluster: Cluster, glue_dir: Path, 
     try:
         poll(lambda: finished_and_running(task_dir), "a finished and a running trial", driver)
     finally:
-        kill_session(driver.pid)
+        assert not kill_session(driver.pid)
     before = trial_results(task_dir)
     finished = {t for t, rows in before.items() if epochs(rows) == ALL_EPOCHS}
     started = {t for t, rows in before.items() if t not in finished}

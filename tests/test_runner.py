@@ -24,6 +24,7 @@ import ray
 import yaml
 from conftest import poll
 from mlflow.tracking import MlflowClient
+from process_helpers import session_pids
 from ray.tune.experiment import Trial
 from ray.tune.search.optuna import OptunaSearch
 
@@ -90,12 +91,6 @@ def metric_steps(tracking_uri: str, run_id: str, key: str = "objective") -> list
 def cli(*args: str, timeout: float = POLL_TIMEOUT_S) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "isobn_tune.cli", *args], capture_output=True, text=True,
                           timeout=timeout)
-
-
-def sessions_alive(session_id: int) -> list[str]:
-    """Processes still in a session (the killed driver's Ray processes, if any survived)."""
-    out = subprocess.run(["ps", "-eo", "pid=,sid=,comm="], capture_output=True, text=True).stdout
-    return [line for line in out.splitlines() if int(line.split()[1]) == session_id]
 
 
 # ----- the MiniLM-L6 ASHA sweep, run once for the module ----------------------------------------
@@ -337,7 +332,7 @@ def test_killed_sweep_resumes_without_rerunning_finished_trials(
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
-    poll(lambda: not sessions_alive(proc.pid), "the killed driver's Ray processes to exit",
+    poll(lambda: not session_pids(proc.pid), "the killed driver's Ray processes to exit",
          timeout_s=POLL_TIMEOUT_S)
 
     before = experiment_state(task_dir)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -22,7 +21,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from mlflow_helpers import session_pids
+from process_helpers import kill_session, session_pids
 
 START_LOCAL_RAY = (
     "import sys, ray\n"
@@ -81,18 +80,6 @@ def _listeners(session: int) -> list[Listener]:
     return found
 
 
-def _stop(session: int) -> list[int]:
-    deadline = time.monotonic() + 60
-    while (pids := session_pids(session)) and time.monotonic() < deadline:
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        time.sleep(0.2)
-    return session_pids(session)
-
-
 def _env_without_ray_auth(home: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_AUTH", "RAY_ADDRESS"))}
     return env | {"HOME": str(home), "RAY_USAGE_STATS_ENABLED": "0"}
@@ -110,7 +97,7 @@ def local_ray(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRay]:
         yield LocalRay(gcs_address, _listeners(proc.pid))
     finally:
         proc.stdin.close()
-        survivors = _stop(proc.pid)
+        survivors = kill_session(proc.pid)
         proc.wait(timeout=30)
         assert not survivors, f"local Ray processes survived: {survivors}"
 

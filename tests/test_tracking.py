@@ -29,13 +29,13 @@ from mlflow.tracking import MlflowClient
 from mlflow_helpers import (
     artifact_bytes,
     artifact_files,
-    kill_session,
     run_cli,
     start_cli,
     tiny_space,
     trial_runs,
     write_yaml,
 )
+from process_helpers import kill_session
 
 from isobn_tune.aggregate import config_group, short_label
 from isobn_tune.isotropy import load_stats
@@ -394,7 +394,8 @@ def test_resume_continues_the_same_parent_and_children(glue_dir: Path, tmp_path:
     deadline = time.monotonic() + 900
     while _finished_trials(db) < 1 and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(1)
-    assert not kill_session(proc)
+    assert not kill_session(proc.pid)
+    proc.wait(timeout=30)
     assert 1 <= _finished_trials(db) < 6, "the sweep was not interrupted after a trial finished"
 
     result = run_cli("resume", str(tmp_path / "results" / "kr"))
