@@ -99,10 +99,10 @@ def test_paper_grid_matches_the_paper() -> None:
 
 def test_quickstart_configs_are_valid_trial_configs_for_the_offline_minilm() -> None:
     space = load_space(SPACES / "quickstart.yaml")
-    configs = [TrialConfig.from_dict(c) for c in space.trial_configs("rte")]
+    configs = [TrialConfig.from_dict(c) for c in space.trial_configs("stsb")]
     assert {c.cls_norm for c in configs} == {"none", "isobn"}
     assert (Path(configs[0].model) / "config.json").is_file()
-    assert Path(space.data.glue_dir, "RTE", "dev.tsv").is_file()
+    assert Path(space.data.glue_dir, "STS-B", "dev.tsv").is_file()
 
 
 def test_trial_configs_carry_every_trial_config_field(tmp_path: Path) -> None:
@@ -202,7 +202,7 @@ def test_optuna_base_overrides_the_grid(tmp_path: Path) -> None:
 
 def test_summary_lists_axes_counts_and_scheduler() -> None:
     text = format_space_summary(load_space(SPACES / "quickstart.yaml"))
-    assert "tasks: rte" in text
+    assert "tasks: stsb" in text
     assert "cls_norm    none, isobn" in text
     assert "beta        0.5  (isobn only)" in text
     assert "seed        1, 2, 3" in text

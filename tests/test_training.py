@@ -110,11 +110,12 @@ def test_weight_decay_excludes_biases_and_layernorm_weights():
     assert "classifier.weight" in decayed and "encoder.embeddings.word_embeddings.weight" in decayed
 
 
-def test_optimizer_is_adamw_with_the_recipe_eps():
+def test_optimizer_is_fused_adamw_with_the_recipe_eps():
     cfg = tiny_config()
     optimizer = make_optimizer(build_model(cfg, num_labels=2), cfg)
     assert isinstance(optimizer, torch.optim.AdamW)
     assert [g["eps"] for g in optimizer.param_groups] == [1e-6, 1e-6]
+    assert all(g["fused"] for g in optimizer.param_groups)  # on CPU too, as transformers.Trainer
 
 
 def test_same_seed_gives_identical_metrics(rte):
