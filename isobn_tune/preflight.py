@@ -18,10 +18,10 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import pyarrow
-import pyarrow.fs
 
 from isobn_tune.errors import UserError
 from isobn_tune.space import load_space
+from isobn_tune.sweep_dir import filesystem
 
 TRACKING_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql", "http", "https", "databricks", "file")
 SQL_SCHEMES = ("postgresql", "mysql", "mssql")
@@ -56,7 +56,7 @@ def absolute_storage(storage: str) -> str:
 def check_storage(storage: str) -> None:
     """The storage path must be writable (a local directory or a URI pyarrow can open)."""
     try:
-        fs, path = pyarrow.fs.FileSystem.from_uri(storage if "://" in storage else Path(storage).as_uri())
+        fs, path = filesystem(storage)
         fs.create_dir(path, recursive=True)
         probe = f"{path}/.isobn-write-test-{uuid.uuid4().hex}"
         with fs.open_output_stream(probe) as f:

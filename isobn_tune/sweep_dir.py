@@ -48,17 +48,18 @@ class SweepDir:
         return cls(storage, name)
 
 
-def _fs(uri_or_path: str) -> tuple[pyarrow.fs.FileSystem, str]:
+def filesystem(uri_or_path: str) -> tuple[pyarrow.fs.FileSystem, str]:
+    """The pyarrow filesystem and path of a local path or a URI (``s3://``, ``gs://`` ...)."""
     return pyarrow.fs.FileSystem.from_uri(uri_or_path if "://" in uri_or_path else Path(uri_or_path).as_uri())
 
 
 def has_manifest(sweep_dir: SweepDir) -> bool:
-    fs, path = _fs(sweep_dir.manifest)
+    fs, path = filesystem(sweep_dir.manifest)
     return fs.get_file_info(path).type != pyarrow.fs.FileType.NotFound
 
 
 def write_manifest(sweep_dir: SweepDir, manifest: dict[str, Any]) -> None:
-    fs, path = _fs(sweep_dir.manifest)
+    fs, path = filesystem(sweep_dir.manifest)
     fs.create_dir(path.rpartition("/")[0], recursive=True)
     with fs.open_output_stream(path) as f:
         f.write(json.dumps({"format": MANIFEST_FORMAT, **manifest}, indent=2).encode())
@@ -70,7 +71,7 @@ def read_manifest(sweep_dir: SweepDir) -> dict[str, Any]:
     if not has_manifest(sweep_dir):
         raise UserError(f"{sweep_dir.root} is not a sweep directory (no {MANIFEST}); "
                         "pass the directory `isobn-tune run` printed")
-    fs, path = _fs(sweep_dir.manifest)
+    fs, path = filesystem(sweep_dir.manifest)
     with fs.open_input_stream(path) as f:
         manifest = json.loads(f.read().decode())
     if manifest.get("format") != MANIFEST_FORMAT:
