@@ -21,7 +21,7 @@ import shutil
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -29,12 +29,15 @@ from typing import Any
 import numpy as np
 import ray
 import yaml
+from mlflow import MlflowClient
 
 from isobn_tune.aggregate import GroupSummary, TrialRecord, best_groups, summarise_groups
 from isobn_tune.errors import UserError
 from isobn_tune.glue_data import resolve_glue_dir
+from isobn_tune.metrics import OBJECTIVE
 from isobn_tune.report import records_from_mlflow
 from isobn_tune.runner import run_sweep
+from isobn_tune.tracking import TRIAL_TAG, child_runs
 
 SWEEPS = ("fifo", "asha", "asha_by_config")
 LABELS = {"fifo": "full grid (fifo)", "asha": "per-trial ASHA", "asha_by_config": "group ASHA"}
@@ -118,6 +121,28 @@ class SweepRun:
     def trial_epochs(self) -> int:
         return sum(r.last_epoch for r in self.records)
 
+    @cached_property
+    def timeline(self) -> list[EpochResult]:
+        """Every epoch of every trial in the order the driver logged it to MLflow."""
+        client = MlflowClient(self.tracking_uri)
+        experiment_id = client.get_run(self.parent_run_id).info.experiment_id
+        results = [
+            EpochResult(m.timestamp, m.step, run.data.tags.get(TRIAL_TAG, run.info.run_id), m.value)
+            for run in child_runs(client, experiment_id, self.parent_run_id)
+            for m in client.get_metric_history(run.info.run_id, OBJECTIVE)
+        ]
+        return sorted(results)
+
+
+@dataclass(frozen=True, order=True)
+class EpochResult:
+    """One trial's dev metric after one epoch, with the time the driver logged it."""
+
+    timestamp_ms: int
+    epoch: int
+    trial_id: str
+    objective: float
+
 
 @dataclass(frozen=True)
 class Choice:
@@ -142,6 +167,18 @@ def summaries(records: list[TrialRecord], *, completed_only: bool = False) -> li
 def choose(records: list[TrialRecord], *, completed_only: bool = False) -> Choice:
     (best,) = best_groups(summaries(records, completed_only=completed_only)).values()
     return Choice(best.group, label(best), best.median, len(best.values))
+
+
+def incumbents(run: SweepRun) -> list[Choice]:
+    """The configuration the sweep would have chosen had it been stopped after each trial-epoch
+    (the i-th entry: after i + 1 trial-epochs), from the best each seed had reached by then."""
+    records = {r.trial_id: r for r in run.records}
+    best_so_far: dict[str, float] = {}
+    chosen = []
+    for result in run.timeline:
+        best_so_far[result.trial_id] = max(best_so_far.get(result.trial_id, -np.inf), result.objective)
+        chosen.append(choose([replace(records[t], best_objective=v) for t, v in best_so_far.items()]))
+    return chosen
 
 
 def grid_medians(grid: SweepRun) -> dict[str, float]:

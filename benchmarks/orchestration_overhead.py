@@ -8,6 +8,10 @@ starting Ray, putting the data in the object store, trials, checkpoints, MLflow 
 Size trials to at least 60 s each (``--train-examples``/``--epochs``) so the ratio is about
 steady-state overhead, not start-up.
 
+Besides the wall times it prints where the difference goes: the time spent in training epochs
+(from each epoch's ``train_examples_per_s``; the sweep's read back from MLflow) and the rest
+(model set-up, dev evaluation, checkpoints, Ray, MLflow).
+
 Run: python benchmarks/orchestration_overhead.py [--trials 2] [--train-examples 400] [--epochs 2]
 """
 
@@ -21,6 +25,7 @@ from pathlib import Path
 import ray
 import torch
 import yaml
+from mlflow import MlflowClient
 
 from isobn_tune.features import default_cache_dir, tokenize_task
 from isobn_tune.glue_data import DataSource, resolve_glue_dir
@@ -29,7 +34,10 @@ from isobn_tune.recipe import TrialConfig
 from isobn_tune.runner import run_sweep
 from isobn_tune.space import load_space
 from isobn_tune.tasks import get_task
+from isobn_tune.tracking import child_runs
 from isobn_tune.training import train
+
+THROUGHPUT = "train_examples_per_s"
 
 
 def write_space(root: Path, args: argparse.Namespace) -> Path:
@@ -39,7 +47,8 @@ def write_space(root: Path, args: argparse.Namespace) -> Path:
         "tasks": [args.task],
         "data": {"glue_dir": str(resolve_glue_dir(args.glue_dir)), "max_train_examples": args.train_examples,
                  "max_dev_examples": args.dev_examples, "max_seq_length": args.max_seq_length},
-        "grid": {"cls_norm": ["isobn"], "lr": [5e-5], "batch_size": [16], "seeds": list(range(1, args.trials + 1))},
+        "grid": {"cls_norm": ["isobn"], "lr": [5e-5], "batch_size": [16],
+                 "seeds": list(range(1, args.trials + 1))},
         "recipe": {"max_epochs": args.epochs},
         "scheduler": {"type": "fifo"},
         "resources": {"cpus_per_trial": args.threads, "max_concurrent_trials": 1},
@@ -48,6 +57,22 @@ def write_space(root: Path, args: argparse.Namespace) -> Path:
     path = root / "space.yaml"
     path.write_text(yaml.safe_dump(space, sort_keys=False))
     return path
+
+
+def sweep_throughputs(tracking_uri: str, parent_run_id: str) -> list[float]:
+    """Every epoch's training throughput of the sweep's trials, from their MLflow child runs."""
+    client = MlflowClient(tracking_uri)
+    experiment_id = client.get_run(parent_run_id).info.experiment_id
+    return [m.value for run in child_runs(client, experiment_id, parent_run_id)
+            for m in client.get_metric_history(run.info.run_id, THROUGHPUT)]
+
+
+def row(path: str, wall_s: float, trials: int, examples: int, throughputs: list[float]) -> str:
+    """Wall time, and the part of it spent in training epochs (``examples`` per epoch)."""
+    train_s = sum(examples / ips for ips in throughputs)
+    mean_ips = len(throughputs) * examples / train_s
+    return (f"| {path} | {wall_s:.1f} | {wall_s / trials:.1f} | {train_s:.1f} | {mean_ips:.2f} | "
+            f"{wall_s - train_s:.1f} |")
 
 
 def main() -> None:
@@ -73,23 +98,28 @@ def main() -> None:
 
         torch.set_num_threads(args.threads)
         t0 = time.perf_counter()
-        for cfg in space.trial_configs(task.name):
-            train(TrialConfig.from_dict(cfg), data, save_checkpoints=False)
+        loop_ips = [
+            epoch[THROUGHPUT] for cfg in space.trial_configs(task.name)
+            for epoch in train(TrialConfig.from_dict(cfg), data, save_checkpoints=False).history
+        ]
         loop_s = time.perf_counter() - t0
 
+        tracking_uri = f"sqlite:///{Path(tmp) / 'mlflow.db'}"
         t0 = time.perf_counter()
         ray.init(num_cpus=args.threads, include_dashboard=False, logging_level="WARNING")
-        outcome = run_sweep(space_file, name="bench", echo=lambda _line: None)
+        outcome = run_sweep(space_file, name="bench", tracking_uri=tracking_uri, echo=lambda _line: None)
         ray.shutdown()
         sweep_s = time.perf_counter() - t0
+        sweep_ips = sweep_throughputs(tracking_uri, outcome.parent_run_id)
 
-    n = len(outcome.records)
-    print(f"{n} trials of {args.model} on {task.name}: {len(data.train)} train / {len(next(iter(data.dev.values())))}"
-          f" dev examples, {args.epochs} epochs, max_seq_length {args.max_seq_length}, {args.threads} threads")
-    print("| path | wall s | s per trial |")
-    print("|---|---|---|")
-    print(f"| plain loop over train() | {loop_s:.1f} | {loop_s / n:.1f} |")
-    print(f"| isobn-tune run (Ray Tune + checkpoints + MLflow) | {sweep_s:.1f} | {sweep_s / n:.1f} |")
+    n, examples = len(outcome.records), len(data.train)
+    print(f"{n} trials of {args.model} on {task.name}: {examples} train / "
+          f"{len(next(iter(data.dev.values())))} dev examples, {args.epochs} epochs, "
+          f"max_seq_length {args.max_seq_length}, {args.threads} threads")
+    print("| path | wall s | s per trial | in training epochs s | training examples/s | rest s |")
+    print("|---|---|---|---|---|---|")
+    print(row("plain loop over train()", loop_s, n, examples, loop_ips))
+    print(row("isobn-tune run (Ray Tune + checkpoints + MLflow)", sweep_s, n, examples, sweep_ips))
     print(f"ratio isobn-tune run / plain loop: {sweep_s / loop_s:.3f} (target <= 1.10)")
 
 

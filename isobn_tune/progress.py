@@ -17,10 +17,14 @@ _STATES = (Trial.RUNNING, Trial.TERMINATED, Trial.ERROR, Trial.PAUSED, Trial.PEN
 class ProgressLine(Callback):
     """Prints ``[task mm:ss] R running, F finished, E errored, P paused, Q pending of N | best ...``
     at most every ``interval_s`` seconds on results, and always when a trial or the experiment
-    ends. The clock starts when Tune starts (or restores) the experiment."""
+    ends. The clock starts when Tune starts (or restores) the experiment. ``total``: the trials the
+    experiment will have (Tune creates them lazily); those not created yet count as pending."""
 
-    def __init__(self, label: str, *, interval_s: float = 15.0, stream: TextIO | None = None) -> None:
+    def __init__(
+        self, label: str, *, total: int = 0, interval_s: float = 15.0, stream: TextIO | None = None
+    ) -> None:
         self.label = label
+        self.total = total
         self.interval_s = interval_s
         self.stream = stream
         self._start = time.monotonic()
@@ -50,15 +54,18 @@ class ProgressLine(Callback):
 
     def _print(self, trials: list[Trial]) -> None:
         self._last_print = time.monotonic()
-        print(format_progress(self.label, trials, time.monotonic() - self._start),
+        print(format_progress(self.label, trials, time.monotonic() - self._start, total=self.total),
               file=self.stream or sys.stdout, flush=True)
 
 
-def format_progress(label: str, trials: list[Trial], elapsed_s: float) -> str:
-    """The status line of ``trials``; the best is the highest ``best_objective`` reported so far."""
+def format_progress(label: str, trials: list[Trial], elapsed_s: float, *, total: int = 0) -> str:
+    """The status line of ``trials`` out of ``total`` planned (trials not created yet are pending);
+    the best is the highest ``best_objective`` reported so far."""
     counts = dict.fromkeys(_STATES, 0)
     for t in trials:
         counts[t.status] = counts.get(t.status, 0) + 1
+    planned = max(total, len(trials))
+    counts[Trial.PENDING] += planned - len(trials)
     scored = [t for t in trials if BEST_OBJECTIVE in t.last_result]
     best = ""
     if scored:
@@ -68,5 +75,5 @@ def format_progress(label: str, trials: list[Trial], elapsed_s: float) -> str:
     return (
         f"[{label} {minutes:02d}:{seconds:02d}] {counts[Trial.RUNNING]} running, "
         f"{counts[Trial.TERMINATED]} finished, {counts[Trial.ERROR]} errored, "
-        f"{counts[Trial.PAUSED]} paused, {counts[Trial.PENDING]} pending of {len(trials)}{best}"
+        f"{counts[Trial.PAUSED]} paused, {counts[Trial.PENDING]} pending of {planned}{best}"
     )

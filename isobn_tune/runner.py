@@ -195,7 +195,7 @@ def _build_tuner(space: SweepSpace, task: str, sweep_dir: SweepDir, trainable: A
                 checkpoint_score_order="max",
             ),
             failure_config=tune.FailureConfig(max_failures=space.run.max_failures),
-            callbacks=[tracker.callback(task), ProgressLine(task)],
+            callbacks=[tracker.callback(task), ProgressLine(task, total=space.trials_per_task())],
             verbose=0,
         ),
     )

@@ -253,6 +253,13 @@ def test_progress_line_without_results_has_no_best() -> None:
         "[mrpc 00:03] 0 running, 0 finished, 0 errored, 0 paused, 1 pending of 1")
 
 
+def test_progress_line_counts_trials_tune_has_not_created_yet_as_pending() -> None:
+    trials = [trial("a_00000", Trial.RUNNING, 0.5)]  # max_concurrent_trials 1: Tune creates one at a time
+    assert format_progress("rte", trials, 0, total=4) == (
+        "[rte 00:00] 1 running, 0 finished, 0 errored, 0 paused, 3 pending of 4 | best 0.5000 (a_00000)")
+    assert format_progress("rte", trials, 0, total=0).endswith("0 pending of 1 | best 0.5000 (a_00000)")
+
+
 def test_progress_line_is_throttled_on_results_but_not_when_trials_end() -> None:
     out = io.StringIO()
     progress = ProgressLine("rte", interval_s=3600, stream=out)
