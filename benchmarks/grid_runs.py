@@ -201,13 +201,13 @@ def add_grid_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lrs", type=float, nargs="+", default=[2e-5, 5e-5, 1e-4])
     parser.add_argument("--cls-norms", nargs="+", default=["none", "isobn"])
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
-    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--train-examples", type=int, default=200)
     parser.add_argument("--dev-examples", type=int, default=200)
     parser.add_argument("--max-seq-length", type=int, default=64)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--grace-period", type=int, default=1)
-    parser.add_argument("--reduction-factor", type=float, default=2.0)
+    parser.add_argument("--reduction-factor", type=float, default=3.0)
 
 
 def runs_from_command_line(description: str) -> tuple[GridSpec, dict[str, SweepRun]]:
