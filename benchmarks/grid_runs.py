@@ -29,15 +29,13 @@ from typing import Any
 import numpy as np
 import ray
 import yaml
-from mlflow import MlflowClient
 
 from isobn_tune.aggregate import GroupSummary, TrialRecord, best_groups, summarise_groups
 from isobn_tune.errors import UserError
 from isobn_tune.glue_data import resolve_glue_dir
 from isobn_tune.metrics import OBJECTIVE
-from isobn_tune.report import records_from_mlflow
+from isobn_tune.report import epoch_metrics, records_from_mlflow
 from isobn_tune.runner import run_sweep
-from isobn_tune.tracking import TRIAL_TAG, child_runs
 
 SWEEPS = ("fifo", "asha", "asha_by_config")
 LABELS = {"fifo": "full grid (fifo)", "asha": "per-trial ASHA", "asha_by_config": "group ASHA"}
@@ -124,14 +122,11 @@ class SweepRun:
     @cached_property
     def timeline(self) -> list[EpochResult]:
         """Every epoch of every trial in the order the driver logged it to MLflow."""
-        client = MlflowClient(self.tracking_uri)
-        experiment_id = client.get_run(self.parent_run_id).info.experiment_id
-        results = [
-            EpochResult(m.timestamp, m.step, run.data.tags.get(TRIAL_TAG, run.info.run_id), m.value)
-            for run in child_runs(client, experiment_id, self.parent_run_id)
-            for m in client.get_metric_history(run.info.run_id, OBJECTIVE)
-        ]
-        return sorted(results)
+        return sorted(
+            EpochResult(m.timestamp, m.step, trial_id, m.value)
+            for trial_id, history in epoch_metrics(self.tracking_uri, self.parent_run_id, OBJECTIVE).items()
+            for m in history
+        )
 
 
 @dataclass(frozen=True, order=True)

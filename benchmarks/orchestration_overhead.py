@@ -25,16 +25,15 @@ from pathlib import Path
 import ray
 import torch
 import yaml
-from mlflow import MlflowClient
 
 from isobn_tune.features import default_cache_dir, tokenize_task
 from isobn_tune.glue_data import DataSource, resolve_glue_dir
 from isobn_tune.model import load_tokenizer
 from isobn_tune.recipe import TrialConfig
+from isobn_tune.report import epoch_metrics
 from isobn_tune.runner import run_sweep
 from isobn_tune.space import load_space
 from isobn_tune.tasks import get_task
-from isobn_tune.tracking import child_runs
 from isobn_tune.training import train
 
 THROUGHPUT = "train_examples_per_s"
@@ -57,14 +56,6 @@ def write_space(root: Path, args: argparse.Namespace) -> Path:
     path = root / "space.yaml"
     path.write_text(yaml.safe_dump(space, sort_keys=False))
     return path
-
-
-def sweep_throughputs(tracking_uri: str, parent_run_id: str) -> list[float]:
-    """Every epoch's training throughput of the sweep's trials, from their MLflow child runs."""
-    client = MlflowClient(tracking_uri)
-    experiment_id = client.get_run(parent_run_id).info.experiment_id
-    return [m.value for run in child_runs(client, experiment_id, parent_run_id)
-            for m in client.get_metric_history(run.info.run_id, THROUGHPUT)]
 
 
 def row(path: str, wall_s: float, trials: int, examples: int, throughputs: list[float]) -> str:
@@ -110,7 +101,8 @@ def main() -> None:
         outcome = run_sweep(space_file, name="bench", tracking_uri=tracking_uri, echo=lambda _line: None)
         ray.shutdown()
         sweep_s = time.perf_counter() - t0
-        sweep_ips = sweep_throughputs(tracking_uri, outcome.parent_run_id)
+        sweep_epochs = epoch_metrics(tracking_uri, outcome.parent_run_id, THROUGHPUT)
+        sweep_ips = [m.value for history in sweep_epochs.values() for m in history]
 
     n, examples = len(outcome.records), len(data.train)
     print(f"{n} trials of {args.model} on {task.name}: {examples} train / "

@@ -31,8 +31,10 @@ from ray.tune.search.optuna import OptunaSearch
 from isobn_tune.aggregate import TrialRecord
 from isobn_tune.batches import TaskData
 from isobn_tune.cli import main
+from isobn_tune.errors import UserError
 from isobn_tune.metrics import BEST_OBJECTIVE
 from isobn_tune.progress import ProgressLine, format_progress
+from isobn_tune.report import epoch_metrics
 from isobn_tune.runner import SweepOutcome, run_sweep
 from isobn_tune.space import load_space
 from isobn_tune.tracking import PARENT_TAG, STATUS_TAG, TRIAL_TAG
@@ -219,6 +221,17 @@ def test_mlflow_has_one_run_per_trial_with_its_epochs(minilm_sweep: Sweep) -> No
         epochs = [r["epoch"] for r in results[trial_id]]
         assert metric_steps(minilm_sweep.tracking_uri, run.info.run_id) == epochs
         assert run.data.tags[STATUS_TAG] == records[trial_id].status and run.info.status == "FINISHED"
+
+
+def test_epoch_metrics_reads_every_trials_epochs_back_from_mlflow(minilm_sweep: Sweep) -> None:
+    results = trial_results(minilm_sweep.task_dir)
+    read = epoch_metrics(minilm_sweep.tracking_uri, minilm_sweep.outcome.parent_run_id, "objective")
+    assert read.keys() == results.keys()
+    for trial_id, history in read.items():
+        by_step = {m.step: m.value for m in history}
+        assert by_step == pytest.approx({r["epoch"]: r["objective"] for r in results[trial_id]})
+    with pytest.raises(UserError, match="no MLflow run 'nope'"):
+        epoch_metrics(minilm_sweep.tracking_uri, "nope", "objective")
 
 
 def test_report_prints_the_median_table_of_the_sweep(
