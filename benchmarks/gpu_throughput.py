@@ -9,8 +9,10 @@ dense bf16 peak and against a measured 8192^3 bf16 matmul.
 
 ``--check-train`` also runs :func:`isobn_tune.training.train` for one real epoch on CUDA with bf16
 on synthetic data (checkpoint included) and checks the IsoBN statistics stayed float32 and finite.
+``--compile`` also times each method with the model compiled in place (``torch.compile``, the
+optimizer step left eager), compilation inside the warm-up steps.
 
-Run: python benchmarks/gpu_throughput.py [--archs bert-base roberta-large] [--check-train]
+Run: python benchmarks/gpu_throughput.py [--archs bert-base roberta-large] [--check-train] [--compile]
 """
 
 from __future__ import annotations
@@ -70,11 +72,14 @@ def random_batch(vocab: int, batch_size: int, seq_len: int, device: torch.device
     }
 
 
-def time_steps(cfg: TrialConfig, batch_size: int, seq_len: int, steps: int, warmup: int,
-               device: torch.device, fused: bool | None = None) -> tuple[float, float]:
-    """Median seconds per training step, and the model FLOPs of one step."""
+def time_steps(cfg: TrialConfig, batch_size: int, seq_len: int, steps: int, warmup: int, device: torch.device,
+               fused: bool | None = None, compile_model: bool = False) -> tuple[float, float]:
+    """Median seconds per training step, and the model FLOPs of one step (``compile_model``:
+    ``torch.compile`` the model in place first; compilation happens in the warm-up steps)."""
     torch.manual_seed(0)
     model = build_model(cfg, num_labels=2).to(device)
+    if compile_model:
+        model.compile()
     optimizer = make_optimizer(model, cfg, fused=fused)
     scheduler = get_linear_schedule_with_warmup(optimizer, 0, 10 * (steps + warmup))
     batch = random_batch(model.encoder.config.vocab_size, batch_size, seq_len, device)
@@ -120,7 +125,8 @@ def synthetic_split(n: int, vocab: int, seq_len: int, seed: int) -> TokenizedSpl
     offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
     return TokenizedSplit(
         input_ids=rng.integers(5, vocab, size=offsets[-1]).astype(np.int32), offsets=offsets,
-        token_type_ids=np.zeros(offsets[-1], dtype=np.int8), labels=rng.integers(0, 2, size=n).astype(np.int64),
+        token_type_ids=np.zeros(offsets[-1], dtype=np.int8),
+        labels=rng.integers(0, 2, size=n).astype(np.int64),
         pad_token_id=0,
     )
 
@@ -129,7 +135,8 @@ def check_train(arch: str, model_dir: str, batch_size: int, seq_len: int, device
     """One real epoch of the trial's loop with bf16 and IsoBN, with a checkpoint; the IsoBN
     statistics in the checkpoint must be float32 and finite."""
     vocab = ARCHS[arch].vocab_size
-    data = TaskData("rte", synthetic_split(1024, vocab, seq_len, 0), {"dev": synthetic_split(256, vocab, seq_len, 1)})
+    dev = synthetic_split(256, vocab, seq_len, 1)
+    data = TaskData("rte", synthetic_split(1024, vocab, seq_len, 0), {"dev": dev})
     cfg = TrialConfig(task="rte", model=model_dir, random_init=True, cls_norm="isobn", batch_size=batch_size,
                       precision="bf16", max_epochs=2, lr=2e-5)
     reports = []
@@ -141,8 +148,9 @@ def check_train(arch: str, model_dir: str, batch_size: int, seq_len: int, device
     t0 = time.perf_counter()
     result = train(cfg, data, report=report, device=device)
     metrics, files, cov = reports[-1]
-    print(f"train() on {device} bf16: 2 epochs of {len(data.train)} examples (lengths {seq_len // 2}-{seq_len}, "
-          f"dynamic padding) in {time.perf_counter() - t0:.1f} s (incl. model build, 3 dev passes, 2 checkpoints); "
+    print(f"train() on {device} bf16: 2 epochs of {len(data.train)} examples "
+          f"(lengths {seq_len // 2}-{seq_len}, dynamic padding) in {time.perf_counter() - t0:.1f} s "
+          "(incl. model build, 3 dev passes, 2 checkpoints); "
           f"epoch 1 {reports[0][0]['train_examples_per_s']:.0f} examples/s, "
           f"epoch 2 {metrics['train_examples_per_s']:.0f} examples/s, "
           f"train_loss={metrics['train_loss']:.4f}, objective={metrics['objective']:.4f}, "
@@ -161,6 +169,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--precision", default="bf16", choices=["bf16", "fp32"])
     parser.add_argument("--check-train", action="store_true")
+    parser.add_argument("--compile", action="store_true", help="also time each method with torch.compile")
     args = parser.parse_args()
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -171,28 +180,35 @@ def main() -> None:
     measured = measured_matmul_tflops(device)
     print(f"device: {name}; torch {torch.__version__}; dense bf16 peak {peak} TFLOP/s (spec); "
           f"measured 8192^3 bf16 matmul {measured:.0f} TFLOP/s")
-    print(f"precision {args.precision}, batch {args.batch_size}, best of {args.rounds} interleaved rounds of the median of {args.steps} steps after {args.warmup}")
-    print("| model | seq | method | ms/step | examples/s | tokens/s | model TFLOP/s | MFU (spec) | MFU (matmul) | "
-          "vs none |")
+    print(f"precision {args.precision}, batch {args.batch_size}, best of {args.rounds} interleaved rounds "
+          f"of the median of {args.steps} steps after {args.warmup}")
+    print("| model | seq | method | ms/step | examples/s | tokens/s | model TFLOP/s | MFU (spec) "
+          "| MFU (matmul) | vs none |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
         for arch in args.archs:
             model_dir = save_config(arch, Path(tmp))
             for seq_len in args.seq_lens:
                 base = None
-                runs = [(m, None) for m in args.methods]
+                runs = [(m, None, False) for m in args.methods]
                 if device.type == "cuda":
-                    runs.append(("none", False))  # the reference: AdamW's multi-tensor (unfused) kernels
+                    # the reference: AdamW's multi-tensor (unfused) kernels
+                    runs.append(("none", False, False))
+                if args.compile:
+                    runs += [(m, None, True) for m in args.methods]
                 timed = {}
                 for _ in range(args.rounds):  # interleaved rounds, best median kept: launch jitter is large
-                    for method, fused in runs:
+                    for run in runs:
+                        method, fused, compiled = run
                         cfg = trial_config(model_dir, method, args.batch_size, args.precision)
-                        sec, flops = time_steps(cfg, args.batch_size, seq_len, args.steps, args.warmup, device, fused)
-                        timed[method, fused] = min(sec, timed.get((method, fused), (sec, 0))[0]), flops
-                for (method, fused), (sec, flops) in timed.items():
+                        sec, flops = time_steps(cfg, args.batch_size, seq_len, args.steps, args.warmup,
+                                                device, fused, compiled)
+                        timed[run] = min(sec, timed.get(run, (sec, 0))[0]), flops
+                for (method, fused, compiled), (sec, flops) in timed.items():
                     base = base or sec
                     tflops = flops / sec / 1e12
-                    label = method + (" (unfused AdamW)" if fused is False else "")
+                    label = (method + (" (unfused AdamW)" if fused is False else "")
+                             + (" (compiled)" if compiled else ""))
                     print(f"| {arch} | {seq_len} | {label} | {1e3 * sec:.1f} | {args.batch_size / sec:.0f} | "
                           f"{args.batch_size * seq_len / sec:.0f} | {tflops:.0f} | {tflops / peak:.1%} | "
                           f"{tflops / measured:.1%} | {sec / base:.3f} |", flush=True)
