@@ -196,7 +196,7 @@ def add_grid_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lrs", type=float, nargs="+", default=[2e-5, 5e-5, 1e-4])
     parser.add_argument("--cls-norms", nargs="+", default=["none", "isobn"])
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
-    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--epochs", type=int, default=9)
     parser.add_argument("--train-examples", type=int, default=200)
     parser.add_argument("--dev-examples", type=int, default=200)
     parser.add_argument("--max-seq-length", type=int, default=64)
