@@ -11,6 +11,7 @@ Layout of a sweep directory ``<storage>/<name>/``::
 from __future__ import annotations
 
 import json
+import os
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -43,6 +44,8 @@ from isobn_tune.sweep_dir import SweepDir, has_manifest, read_manifest, write_ma
 from isobn_tune.tasks import get_task
 from isobn_tune.tracking import SweepTracker, check_tracking_uri, redact_uri, resolve_tracking_uri
 from isobn_tune.trainable import fine_tune_trial
+
+EXCESSIVE_SNAPSHOT_WARNING_ENV = "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S"
 
 
 @dataclass
@@ -137,6 +140,11 @@ def _prepare(space: SweepSpace, sweep_dir: SweepDir, tracking_uri: str, address:
 
 def _run_tasks(space: SweepSpace, sweep_dir: SweepDir, data: dict[str, TaskData], tracker: SweepTracker,
                echo: Callable[[str], None], *, restore: bool, retry_errored: bool) -> SweepOutcome:
+    # Tune snapshots the experiment state whenever a trial has saved `checkpoints_to_keep`
+    # checkpoints since the last snapshot (so a resume never points at a deleted checkpoint), and
+    # warns each time two snapshots fall within 5 s, which short epochs do all the time: the
+    # snapshot is wanted, the warning is noise. A value the user set wins.
+    os.environ.setdefault(EXCESSIVE_SNAPSHOT_WARNING_ENV, "0")
     records: list[TrialRecord] = []
     for task in space.tasks:
         trainable = _trainable(space, data[task])

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import logging
 import os
 import re
 import signal
@@ -35,7 +36,7 @@ from isobn_tune.errors import UserError
 from isobn_tune.metrics import BEST_OBJECTIVE
 from isobn_tune.progress import ProgressLine, format_progress
 from isobn_tune.report import epoch_metrics
-from isobn_tune.runner import SweepOutcome, run_sweep
+from isobn_tune.runner import EXCESSIVE_SNAPSHOT_WARNING_ENV, SweepOutcome, run_sweep
 from isobn_tune.space import load_space
 from isobn_tune.tracking import PARENT_TAG, STATUS_TAG, TRIAL_TAG
 from isobn_tune.training import ISOTROPY_FILE, load_checkpoint
@@ -456,3 +457,23 @@ def test_existing_sweep_name_is_refused(write_space: Callable[..., Path], tmp_pa
     (tmp_path / "results" / "again" / "sweep.json").write_text("{}")
     assert main(["run", str(write_space()), "--name", "again"]) == 2
     assert "already exists: resume it with `isobn-tune resume" in capsys.readouterr().err
+
+
+def test_short_epochs_do_not_flood_the_console_with_tune_snapshot_warnings(
+    ray_local: Any, write_space: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Tiny epochs with one checkpoint kept make Tune snapshot its experiment state after every
+    epoch; by default it warns for each pair within 5 s (16 warnings for this 4-trial sweep)."""
+    monkeypatch.delenv(EXCESSIVE_SNAPSHOT_WARNING_ENV, raising=False)
+    warnings: list[str] = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = lambda record: warnings.append(record.getMessage())  # type: ignore[method-assign]
+    state_logger = logging.getLogger("ray.tune.execution.experiment_state")
+    state_logger.addHandler(handler)
+    try:
+        space_file = write_space(recipe={"max_epochs": 4}, run={"checkpoints_to_keep": 1})
+        outcome = run_sweep(space_file, name="quiet")
+    finally:
+        state_logger.removeHandler(handler)
+    assert [r.last_epoch for r in outcome.records] == [4] * 4
+    assert not [w for w in warnings if "snapshotting has been triggered" in w]
