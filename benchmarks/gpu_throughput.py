@@ -7,7 +7,7 @@ a training step, 6 * N * tokens + 12 * layers * hidden * seq * tokens (N: non-em
 parameters; the second term is attention's QK^T and AV, forward plus backward), against the GPU's
 dense bf16 peak and against a measured 8192^3 bf16 matmul.
 
-``--check-train`` also runs :func:`isobn_tune.training.train` for one real epoch on CUDA with bf16
+``--check-train`` also runs :func:`isobn_tune.training.train` for two real epochs on CUDA with bf16
 on synthetic data (checkpoint included) and checks the IsoBN statistics stayed float32 and finite.
 ``--compile`` also times each method with the model compiled in place (``torch.compile``, the
 optimizer step left eager), compilation inside the warm-up steps.
@@ -132,7 +132,7 @@ def synthetic_split(n: int, vocab: int, seq_len: int, seed: int) -> TokenizedSpl
 
 
 def check_train(arch: str, model_dir: str, batch_size: int, seq_len: int, device: torch.device) -> None:
-    """One real epoch of the trial's loop with bf16 and IsoBN, with a checkpoint; the IsoBN
+    """Two real epochs of the trial's loop with bf16 and IsoBN, with checkpoints; the IsoBN
     statistics in the checkpoint must be float32 and finite."""
     vocab = ARCHS[arch].vocab_size
     dev = synthetic_split(256, vocab, seq_len, 1)
