@@ -34,7 +34,7 @@ from isobn_tune.aggregate import GroupSummary, TrialRecord, best_groups, summari
 from isobn_tune.errors import UserError
 from isobn_tune.glue_data import resolve_glue_dir
 from isobn_tune.metrics import OBJECTIVE
-from isobn_tune.report import epoch_metrics, records_from_mlflow
+from isobn_tune.mlflow_runs import epoch_metrics, records_from_mlflow
 from isobn_tune.runner import run_sweep
 
 SWEEPS = ("fifo", "asha", "asha_by_config")

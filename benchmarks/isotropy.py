@@ -25,10 +25,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from isobn_tune.checkpoint_layout import CHECKPOINT_FILE, ISOTROPY_FILE
 from isobn_tune.cls_norm import build_cls_norm
 from isobn_tune.isotropy import IsotropyStats, load_stats
 from isobn_tune.recipe import TrialConfig
-from isobn_tune.training import CHECKPOINT_FILE, ISOTROPY_FILE
 
 # Rows of the table, in order: the pretrained encoder, then each method after fine-tuning.
 BEFORE = "pretrained"

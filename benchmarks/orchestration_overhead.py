@@ -28,11 +28,11 @@ import yaml
 
 from isobn_tune.features import default_cache_dir, tokenize_task
 from isobn_tune.glue_data import DataSource, resolve_glue_dir
+from isobn_tune.mlflow_runs import epoch_metrics
 from isobn_tune.model import load_tokenizer
 from isobn_tune.recipe import TrialConfig
-from isobn_tune.report import epoch_metrics
 from isobn_tune.runner import run_sweep
-from isobn_tune.space import load_space
+from isobn_tune.space import load_space, trial_configs
 from isobn_tune.tasks import get_task
 from isobn_tune.training import train
 
@@ -90,7 +90,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
         t0 = time.perf_counter()
         loop_ips = [
-            epoch[THROUGHPUT] for cfg in space.trial_configs(task.name)
+            epoch[THROUGHPUT] for cfg in trial_configs(space, task.name)
             for epoch in train(TrialConfig.from_dict(cfg), data, save_checkpoints=False).history
         ]
         loop_s = time.perf_counter() - t0

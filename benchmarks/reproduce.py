@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from isobn_tune.aggregate import method_table, summarise_groups, table_markdown
-from isobn_tune.report import records_from_mlflow
+from isobn_tune.mlflow_runs import records_from_mlflow
 from isobn_tune.runner import run_sweep
 from isobn_tune.sweep_dir import SweepDir, read_manifest
 

@@ -23,8 +23,9 @@ import torch
 import transformers
 from transformers import get_linear_schedule_with_warmup
 
+from isobn_tune.cls_norm import CLS_NORMS
 from isobn_tune.model import ClsNormClassifier, build_model
-from isobn_tune.recipe import CLS_NORMS, TrialConfig
+from isobn_tune.recipe import TrialConfig
 from isobn_tune.training import make_optimizer, train_step
 
 CPU = torch.device("cpu")

@@ -32,7 +32,8 @@ from isobn_tune.batches import TaskData, TokenizedSplit
 from isobn_tune.features import default_cache_dir, tokenize_task
 from isobn_tune.glue_data import DataSource, resolve_glue_dir
 from isobn_tune.metrics import compute_metrics, selection_value
-from isobn_tune.model import load_tokenizer, resolve_model_name
+from isobn_tune.model import load_tokenizer
+from isobn_tune.model_source import resolve_model_name
 from isobn_tune.recipe import TrialConfig
 from isobn_tune.tasks import get_task
 from isobn_tune.training import steps_per_epoch, train

@@ -1,12 +1,15 @@
 """isobn-tune: Ray Tune sweeps fine-tuning BERT-family models with IsoBN, tracked in MLflow.
 
-Data flow: space file (:mod:`.space`) -> validated trial configs (:mod:`.recipe`, :mod:`.search`)
--> Tune trainable (:mod:`.trainable` around :mod:`.training`) -> metrics and checkpoints ->
-MLflow (:mod:`.tracking`, :mod:`.aggregate`).
+Data flow: space file (:mod:`.space`: schema, loading, expansion) -> validated trial configs
+(:mod:`.recipe`, normalisers in :mod:`.cls_norm`) -> Tune's param space, scheduler and searcher
+(:mod:`.search`) -> Tune trainable (:mod:`.trainable` around :mod:`.training`) -> metrics and
+checkpoints -> MLflow (:mod:`.tracking`, names in :mod:`.mlflow_names`, reads in
+:mod:`.mlflow_runs`, seed statistics in :mod:`.aggregate`).
 """
 
 from typing import Any
 
+from isobn_tune.cls_norm import build_cls_norm
 from isobn_tune.errors import UserError
 from isobn_tune.recipe import TrialConfig
 from isobn_tune.tasks import TASKS, get_task
@@ -15,10 +18,10 @@ __all__ = ["IsoBN", "TASKS", "TrialConfig", "UserError", "build_cls_norm", "get_
 
 
 def __getattr__(name: str) -> Any:
-    """``IsoBN`` and ``build_cls_norm`` on first use: they import torch, which the CLI's input
+    """``IsoBN`` on first use: it imports torch, which the CLI's input
     checks (``isobn-tune run`` with a bad file fails in about a second) do not need."""
-    if name in ("IsoBN", "build_cls_norm"):
-        from isobn_tune import cls_norm
+    if name == "IsoBN":
+        from isobn_tune.isobn import IsoBN
 
-        return getattr(cls_norm, name)
+        return IsoBN
     raise AttributeError(f"module 'isobn_tune' has no attribute {name!r}")

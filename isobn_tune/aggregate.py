@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from isobn_tune.cls_norm import PARAM_FIELDS, params_of
 from isobn_tune.groups import group_key
 from isobn_tune.metrics import BEST_OBJECTIVE
 from isobn_tune.recipe import TrialConfig
@@ -39,12 +40,9 @@ class TrialRecord:
 
 
 def config_group(cfg: TrialConfig) -> str:
-    """The configuration without its seed (normalised: IsoBN's parameters only for isobn)."""
-    values = cfg.to_dict()
-    if cfg.cls_norm != "isobn":
-        for key in ("beta", "alpha", "eps"):
-            values.pop(key)
-    return group_key(values)
+    """The configuration without its seed; of the normalisers' hyperparameters only its own."""
+    unused = set(PARAM_FIELDS) - set(params_of(cfg.cls_norm))
+    return group_key({k: v for k, v in cfg.to_dict().items() if k not in unused})
 
 
 def method_label(cfg: TrialConfig) -> str:
@@ -54,9 +52,7 @@ def method_label(cfg: TrialConfig) -> str:
 def short_label(cfg: TrialConfig) -> str:
     """The grid coordinates of a configuration, usable as an MLflow metric-name segment."""
     label = f"{cfg.cls_norm}_lr{cfg.lr:g}_bs{cfg.batch_size}"
-    if cfg.cls_norm == "isobn":
-        label += f"_beta{cfg.beta:g}_alpha{cfg.alpha:g}_eps{cfg.eps:g}"
-    return label
+    return label + "".join(f"_{k}{v:g}" for k, v in cfg.norm_params().items())
 
 
 def trial_status(cfg: TrialConfig, metrics: Mapping[str, Any], errored: bool) -> str:

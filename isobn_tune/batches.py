@@ -11,6 +11,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from isobn_tune.recipe import BATCHINGS
+
 
 @dataclass
 class TokenizedSplit:
@@ -82,3 +84,71 @@ def iter_batches(
         if drop_singleton and len(batch) == 1:
             return
         yield batch
+
+
+def length_grouped_batches(
+    split: TokenizedSplit,
+    batch_size: int,
+    *,
+    generator: torch.Generator,
+    drop_singleton: bool,
+    mega_batch_factor: int = 50,
+) -> Iterator[np.ndarray]:
+    """Index arrays of batches of similar lengths, as transformers' ``LengthGroupedSampler``.
+
+    The indices are shuffled with ``generator`` (one ``torch.randperm`` over the split), cut into
+    mega-batches of ``mega_batch_factor * batch_size`` examples, each sorted by length (longest
+    first, stable) and cut into batches of ``batch_size``. The order of the batches is then drawn
+    with the same generator, except that the batch holding the longest example comes first, so
+    running out of memory shows at the first step. Same generator seed, same batches.
+
+    Every full mega-batch splits into full batches, so only the last batch of the last mega-batch
+    can be short; with ``drop_singleton`` it is dropped when it holds a single example (batch
+    statistics need at least two), and no other batch is ever smaller than ``batch_size``.
+    The batches are drawn at call time, so bad arguments raise here and not at the first step.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size!r}")
+    if mega_batch_factor < 1:
+        raise ValueError(f"mega_batch_factor must be >= 1, got {mega_batch_factor!r}")
+    if drop_singleton and batch_size == 1 and len(split) > 0:
+        raise ValueError("batch_size=1 with drop_singleton=True would drop every batch; use batch_size >= 2")
+    lengths = split.lengths
+    order = torch.randperm(len(split), generator=generator).numpy()
+    mega = mega_batch_factor * batch_size
+    batches: list[np.ndarray] = []
+    for start in range(0, len(order), mega):
+        members = order[start : start + mega]
+        members = members[np.argsort(-lengths[members], kind="stable")]
+        batches.extend(members[i : i + batch_size] for i in range(0, len(members), batch_size))
+    if drop_singleton and batches and len(batches[-1]) == 1:
+        batches.pop()
+    if not batches:
+        return iter(())
+    perm = torch.randperm(len(batches), generator=generator).tolist()
+    batches = [batches[i] for i in perm]
+    longest = int(np.argmax([lengths[b[0]] for b in batches]))  # each batch is sorted longest first
+    batches[0], batches[longest] = batches[longest], batches[0]
+    return iter(batches)
+
+
+def train_batches(
+    split: TokenizedSplit,
+    batch_size: int,
+    *,
+    batching: str,
+    generator: torch.Generator,
+    drop_singleton: bool = True,
+) -> Iterator[np.ndarray]:
+    """A training epoch's batches by the recipe's ``batching`` name (one of ``BATCHINGS``).
+
+    ``"random"``: :func:`iter_batches` with ``shuffle=True``; ``"length_grouped"``:
+    :func:`length_grouped_batches` with its default mega-batch factor.
+    """
+    if batching == "random":
+        return iter_batches(
+            split, batch_size, shuffle=True, generator=generator, drop_singleton=drop_singleton
+        )
+    if batching == "length_grouped":
+        return length_grouped_batches(split, batch_size, generator=generator, drop_singleton=drop_singleton)
+    raise ValueError(f"unknown batching {batching!r}; allowed: {', '.join(BATCHINGS)}")

@@ -1,24 +1,37 @@
-"""``isobn-tune``: train one trial, validate/show a space file, run/resume a sweep, report it."""
+"""``isobn-tune``: train one trial, validate/show a space file, run/resume a sweep, report it.
+
+``train``'s flags are generated from the trial config and data models (their defaults, bounds and
+help), and ``run``/``show``/``validate`` take ``dotted.key=value`` overrides of the space file.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
+import types
+import typing
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from isobn_tune.errors import UserError
 
 if TYPE_CHECKING:
+    from pydantic import BaseModel
+    from pydantic.fields import FieldInfo
+
     from isobn_tune.glue_data import DataSource
     from isobn_tune.recipe import TrialConfig
+    from isobn_tune.space import SweepSpace
     from isobn_tune.tasks import TaskSpec
+
+# Trial-config fields that are no flag of `train`: a mapping is set in a space file's model section.
+_NOT_FLAGS = ("model_overrides",)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
     try:
+        args = _parser().parse_args(argv)
         return args.func(args)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -29,46 +42,36 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="isobn-tune", description=__doc__)
+    from isobn_tune.recipe import TrialConfig
+    from isobn_tune.space.schema import DataSection
+
+    parser = argparse.ArgumentParser(prog="isobn-tune", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(required=True, metavar="COMMAND")
 
-    train = sub.add_parser("train", help="fine-tune one configuration and print per-epoch dev metrics")
-    train.add_argument("--task", required=True,
-                       help="GLUE task: cola, sst2, mrpc, qqp, stsb, mnli, qnli, rte")
-    train.add_argument("--model", required=True,
-                       help="hub name, local model directory, or 'minilm' (offline)")
-    train.add_argument("--glue-dir",
-                       help="local GLUE folder (<dir>/<TASK>/train.tsv); default $GLUE_DIR, else the hub")
-    train.add_argument("--cls-norm", default="isobn", help="isobn | batchnorm | layernorm | none")
-    train.add_argument("--pooling", default="pooler", help="pooler (default) | cls")
-    train.add_argument("--beta", type=float, default=0.5)
-    train.add_argument("--alpha", type=float, default=0.95)
-    train.add_argument("--eps", type=float, default=0.1)
-    train.add_argument("--lr", type=float, default=2e-5)
-    train.add_argument("--batch-size", type=int, default=32)
-    train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--epochs", type=int, default=10, dest="max_epochs")
-    train.add_argument("--warmup-ratio", type=float, default=0.06)
-    train.add_argument("--weight-decay", type=float, default=0.0)
-    train.add_argument("--patience", type=int, default=None)
-    train.add_argument("--precision", default="fp32", help="fp32 | bf16")
-    train.add_argument("--max-seq-length", type=int, default=256)
-    train.add_argument("--max-train-examples", type=int, default=None)
-    train.add_argument("--max-dev-examples", type=int, default=None)
+    train = sub.add_parser(
+        "train", help="fine-tune one configuration and print per-epoch dev metrics",
+        description="Fine-tune one configuration. Every flag is a trial-config or data setting "
+        "(the same names, defaults and bounds as a space file's grid, recipe and data sections).",
+    )
+    _add_field_flags(train, TrialConfig, "trial")
+    _add_field_flags(train, DataSection, "data")
     train.add_argument("--threads", type=int, default=None,
                        help="torch CPU threads (default: torch's choice)")
     train.set_defaults(func=_train)
 
+    overrides_help = "space-file settings to override, e.g. recipe.max_epochs=3 grid.seeds=[1,2]"
     for name, help_text, func in (
         ("validate", "check a search-space file and report every problem", _validate),
-        ("show", "print the expanded grid and trial count of a search-space file", _show),
+        ("show", "print the expanded grid, its trial order and count", _show),
     ):
         p = sub.add_parser(name, help=help_text)
         p.add_argument("file")
+        p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help=overrides_help)
         p.set_defaults(func=func)
 
     run = sub.add_parser("run", help="run the sweep a search-space file describes")
     run.add_argument("file")
+    run.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help=overrides_help)
     run.add_argument("--address", help="Ray cluster: auto, HOST:PORT or ray://HOST:PORT (default: local)")
     run.add_argument("--storage", help="results root, a path or URI (default: the file's run.storage_path)")
     run.add_argument("--name", help="sweep name under the storage root (default: <space name>-<timestamp>)")
@@ -90,8 +93,67 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+# ----- flags generated from the settings models ----------------------------------------------------
+def _add_field_flags(parser: argparse.ArgumentParser, model: type[BaseModel], group: str) -> None:
+    """One ``--flag`` per field of ``model``: its help, choices and default from the field; the
+    value is read as YAML (``1e-5``, ``null``) and checked by the model itself, as in a space file."""
+    options = parser.add_argument_group(f"{group} settings")
+    for name, info in model.model_fields.items():
+        if name in _NOT_FLAGS:
+            continue
+        flag = "--" + name.replace("_", "-")
+        choices = _choices(info)
+        default = "required" if info.is_required() else f"default: {info.get_default()}"
+        help_text = f"{info.description} ({default})"
+        if info.annotation is bool:
+            options.add_argument(flag, dest=f"{group}.{name}", action=argparse.BooleanOptionalAction,
+                                 default=argparse.SUPPRESS, help=help_text)
+        else:
+            # Choices are shown, but checked by the model: every bad value is one line, as in a space file.
+            metavar = "{" + ",".join(choices) + "}" if choices else name.upper()
+            options.add_argument(flag, dest=f"{group}.{name}", required=info.is_required(), metavar=metavar,
+                                 default=argparse.SUPPRESS, help=help_text)
+
+
+def _choices(info: FieldInfo) -> list[str] | None:
+    if typing.get_origin(info.annotation) is Literal:
+        return list(typing.get_args(info.annotation))
+    return None
+
+
+def _flag_values(args: argparse.Namespace, group: str, model: type[BaseModel]) -> dict[str, Any]:
+    """The flags of ``group`` that were given, as the model's field values."""
+    from isobn_tune.space.loading import parse_yaml
+
+    prefix = group + "."
+    given = {key.removeprefix(prefix): value for key, value in vars(args).items() if key.startswith(prefix)}
+    return {name: value if _is_text(model.model_fields[name]) else parse_yaml(value)
+            for name, value in given.items()}
+
+
+def _is_text(info: FieldInfo) -> bool:
+    """Whether a field holds free text (kept as given, never read as YAML)."""
+    annotation = info.annotation
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+        return str in typing.get_args(annotation)
+    return annotation is str or typing.get_origin(annotation) is Literal
+
+
+def _validated(model: type[BaseModel], values: dict[str, Any]) -> Any:
+    """``values`` checked by ``model``, every problem on one line naming its flag."""
+    from pydantic import ValidationError
+
+    try:
+        return model.model_validate(values)
+    except ValidationError as exc:
+        raise UserError("\n".join(
+            f"--{str(e['loc'][0]).replace('_', '-')}: {e['msg']} (got {e['input']!r})" for e in exc.errors()
+        )) from None
+
+
+# ----- commands ----------------------------------------------------------------------------------
 def _train(args: argparse.Namespace) -> int:
-    task, cfg, source = _checked_train_inputs(args)
+    task, cfg, data_section, source = _checked_train_inputs(args)
 
     import torch
 
@@ -102,10 +164,11 @@ def _train(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     tokenizer = load_tokenizer(cfg.model)
-    data = tokenize_task(task, tokenizer, args.max_seq_length, source, default_cache_dir(),
-                         args.max_train_examples, args.max_dev_examples)
+    data = tokenize_task(task, tokenizer, data_section.max_seq_length, source, default_cache_dir(),
+                         data_section.max_train_examples, data_section.max_dev_examples)
     print(f"{task.name}: {len(data.train)} train, "
-          + ", ".join(f"{len(s)} {n}" for n, s in data.dev.items()) + f"; {cfg.cls_norm} on {cfg.model}")
+          + ", ".join(f"{len(s)} {n}" for n, s in data.dev.items())
+          + f"; {cfg.cls_norm} on {vars(args)['trial.model']}")
 
     def report(metrics: dict[str, Any], _checkpoint: Path | None) -> None:
         dev = " ".join(f"{k}={v:.4f}" for k, v in metrics.items() if k.startswith("dev_"))
@@ -119,43 +182,42 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _checked_train_inputs(args: argparse.Namespace) -> tuple[TaskSpec, TrialConfig, DataSource]:
-    """Task, trial config and data source of ``train``, checked cheapest first (task, settings, data
-    files, model path) so bad input fails in seconds, before the heavy imports and any loading."""
+def _checked_train_inputs(args: argparse.Namespace) -> tuple[TaskSpec, TrialConfig, Any, DataSource]:
+    """Task, trial config, data settings and data source of ``train``, checked cheapest first
+    (settings, data files, model path) so bad input fails in seconds, before heavy imports."""
+    from isobn_tune.glue_data import DataSource, resolve_glue_dir, split_file
+    from isobn_tune.model_source import resolve_model_name
     from isobn_tune.recipe import TrialConfig
+    from isobn_tune.space.schema import DataSection
     from isobn_tune.tasks import get_task
 
-    task = get_task(args.task)
-    cfg = TrialConfig(
-        task=task.name, model=args.model, cls_norm=args.cls_norm, pooling=args.pooling, beta=args.beta,
-        alpha=args.alpha, eps=args.eps, lr=args.lr, batch_size=args.batch_size, seed=args.seed,
-        max_epochs=args.max_epochs, warmup_ratio=args.warmup_ratio, weight_decay=args.weight_decay,
-        patience=args.patience, precision=args.precision,
-    )
-    from isobn_tune.glue_data import DataSource, resolve_glue_dir, split_file
-
-    source = DataSource(resolve_glue_dir(args.glue_dir))
+    values = _flag_values(args, "trial", TrialConfig)
+    task = get_task(values["task"])
+    values["task"] = task.name
+    data_values = _flag_values(args, "data", DataSection)
+    glue_dir = data_values.pop("glue_dir", None)  # --glue-dir, else $GLUE_DIR, else the hub: below
+    data_section = _validated(DataSection, data_values)
+    cfg = _validated(TrialConfig, values)
+    source = DataSource(resolve_glue_dir(glue_dir))
     if source.glue_dir is not None:
         for split in ("train", *task.dev_splits):
             split_file(task, split, source.glue_dir)
-    from isobn_tune.model import resolve_model_name
-
-    resolve_model_name(cfg.model)
-    return task, cfg, source
+    cfg = cfg.model_copy(update={"model": resolve_model_name(cfg.model)})
+    return task, cfg, data_section, source
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from isobn_tune.space import load_space
+    from isobn_tune.space import load_space, trial_count
 
-    space = load_space(args.file)
-    print(f"{args.file}: OK ({space.trial_count()} trials)")
+    space = load_space(args.file, args.overrides)
+    print(f"{args.file}: OK ({trial_count(space)} trials)")
     return 0
 
 
 def _show(args: argparse.Namespace) -> int:
-    from isobn_tune.space import format_space_summary, load_space
+    from isobn_tune.space import load_space
 
-    print(format_space_summary(load_space(args.file)))
+    print(format_space_summary(load_space(args.file, args.overrides)))
     return 0
 
 
@@ -164,11 +226,11 @@ def _run(args: argparse.Namespace) -> int:
 
     # Bad input fails in seconds, before torch, Ray Tune and MLflow are imported.
     check_run_inputs(args.file, storage=args.storage, name=args.name, tracking_uri=args.tracking_uri,
-                     address=args.address)
+                     address=args.address, overrides=args.overrides)
     from isobn_tune.runner import main_exit_code, run_sweep
 
     outcome = run_sweep(args.file, address=args.address, storage=args.storage, name=args.name,
-                        tracking_uri=args.tracking_uri)
+                        tracking_uri=args.tracking_uri, overrides=args.overrides)
     return main_exit_code(outcome)
 
 
@@ -183,6 +245,72 @@ def _report(args: argparse.Namespace) -> int:
 
     print_report(args.target, tracking_uri=args.tracking_uri, groups=args.groups)
     return 0
+
+
+# ----- `show` ------------------------------------------------------------------------------------
+SHOWN_TRIALS = 8
+
+
+def format_space_summary(space: SweepSpace) -> str:
+    """A human-readable overview of a sweep: model, data, axes in trial order, the first trials,
+    recipe, scheduler, resources and counts."""
+    from isobn_tune.cls_norm import PARAM_FIELDS
+    from isobn_tune.space import grid_axes, grid_points, trial_count, trials_per_task
+
+    axes = grid_axes(space)
+    width = max(len(k) for k in axes)
+    lines = [f"sweep: {space.name}"]
+    if space.description:
+        lines.append(f"description: {space.description.strip()}")
+    model = space.model
+    lines += [
+        f"model: {model.name_or_path} (pooling {model.pooling}, "
+        f"{'random init' if model.random_init else 'pretrained'}"
+        + (f", overrides {model.overrides}" if model.overrides else "")
+        + ")",
+        f"tasks: {', '.join(space.tasks)}",
+        (
+            f"data: glue_dir {space.data.glue_dir or '$GLUE_DIR or hub'}, "
+            f"max_train_examples {space.data.max_train_examples or 'all'}, "
+            f"max_dev_examples {space.data.max_dev_examples or 'all'}, "
+            f"max_seq_length {space.data.max_seq_length}"
+        ),
+        "axes (trial order: the first varies slowest, seeds innermost):",
+    ]
+    mixed = len(axes["cls_norm"]) > 1
+    for key, values in axes.items():
+        note = f"  ({PARAM_FIELDS[key][0]} only)" if mixed and key in PARAM_FIELDS else ""
+        lines.append(f"  {key.ljust(width)}  {', '.join(map(str, values))}{note}")
+    if space.optuna:
+        opt = space.optuna
+        lines.append(
+            f"optuna: {opt.n_points} points per task, beta in [{opt.beta.low}, {opt.beta.high}], "
+            f"alpha in [{opt.alpha.low}, {opt.alpha.high}], {opt.max_concurrent} at a time, "
+            f"sampler seed {opt.seed}"
+        )
+    else:
+        points = grid_points(space)
+        lines.append(f"first trials ({min(SHOWN_TRIALS, len(points))} of {len(points)} per task):")
+        for point in points[:SHOWN_TRIALS]:
+            shown = {k: v for k, v in point.items() if len(axes.get(k, ())) > 1}
+            lines.append("  " + ", ".join(f"{k} {v}" for k, v in (shown or point).items()))
+    recipe = ", ".join(f"{k} {v}" for k, v in space.recipe.model_dump().items())
+    scheduler = ", ".join(f"{k} {v}" for k, v in space.scheduler.model_dump().items() if k != "type")
+    resources = space.resources
+    lines += [
+        f"recipe: {recipe}",
+        f"scheduler: {space.scheduler.type}" + (f" ({scheduler})" if scheduler else ""),
+        (
+            f"resources per trial: {resources.cpus_per_trial:g} cpu, "
+            f"{resources.gpus_per_trial:g} gpu; "
+            f"max concurrent trials {resources.max_concurrent_trials or 'unlimited'}"
+        ),
+        f"trials per task: {trials_per_task(space)}",
+        f"total trials: {trial_count(space)}",
+        f"storage: {space.run.storage_path}; mlflow experiment: {space.experiment_name}"
+        + (f" at {space.mlflow.tracking_uri}" if space.mlflow.tracking_uri else ""),
+    ]
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -1,138 +1,124 @@
-"""Normalizers for the [CLS] representation: IsoBN and the simple baselines it is compared with."""
+"""The [CLS] normalisers, by name: each with its hyperparameters (defaults, bounds, help) and builder.
+
+This registry is the one place a normaliser is defined. The space file's ``grid`` axes, the trial
+config, ``isobn-tune train``'s flags, configuration-group labels and the model all take their
+choices from :data:`NORMALISERS`. Adding one means an entry here (and a test); its hyperparameter
+names must not clash with another normaliser's, since they share the trial config's namespace.
+
+No torch at import: the builders import it, so validating a space file or reading a sweep's
+results from MLflow stays light.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-import torch
-from torch import nn
+from pydantic import Field
+from pydantic.fields import FieldInfo
 
-from isobn_tune.recipe import CLS_NORMS
+from isobn_tune.strict import StrictModel
 
-_ISOBN_ONLY_KWARGS = ("alpha", "eps", "beta")
+if TYPE_CHECKING:
+    from torch import nn
 
 
-class IsoBN(nn.Module):
-    """Isotropic batch normalization (Zhou, Lin & Ren, AAAI 2021, Algorithm 1).
+class NoParams(StrictModel):
+    """A normaliser without hyperparameters."""
 
-    Follows the authors' released code (INK-USC/IsoBN ``model.py``). For an input batch
-    ``x`` of shape ``(n, d)``:
 
-    Training mode, on the detached batch ``X``, update the running estimates::
+class IsoBNParams(StrictModel):
+    """IsoBN's hyperparameters; defaults as in the paper (Zhou, Lin & Ren, AAAI 2021)."""
 
-        Y     = X - mean(X, axis=0)
-        s_B   = sqrt(mean(Y ** 2, axis=0))                # per-dimension std, (d,)
-        C_B   = Y^T Y / n                                  # batch covariance, (d, d)
-        sigma <- alpha * sigma + (1 - alpha) * s_B         # ``running_std``
-        Sigma <- alpha * Sigma + (1 - alpha) * C_B         # ``running_cov``
+    beta: float = Field(
+        default=0.5, ge=0, le=4,
+        description="IsoBN exponent of the per-dimension scale, in [0, 4] (paper: 0.5).",
+    )
+    alpha: float = Field(
+        default=0.95, gt=0, lt=1, description="IsoBN running-statistics momentum, in (0, 1) (paper: 0.95)."
+    )
+    eps: float = Field(
+        default=0.1, gt=0, le=100,
+        description="IsoBN eps, in (0, 100] (paper: 0.1; the released code: 1e-3).",
+    )
 
-    Both modes, from the running estimates::
 
-        rho     = clamp(Sigma / (sigma sigma^T), -1, 1)    # correlation
-        gamma_i = mean_j rho_ij ** 2
-        s_i     = 1 / (gamma_i * sigma_i + eps) ** beta
-        m       = sqrt(tr(Sigma) / (sum_i Sigma_ii * s_i ** 2 + eps))   # keeps total variance
-        out     = x * (m * s)                              # scale detached; no centring, no affine
+@dataclass(frozen=True)
+class Normaliser:
+    """One registry entry: what it is, its hyperparameters and how to build it for ``hidden_size``."""
 
-    Departures from the released code, which starts both buffers at zero (so after one EMA step
-    ``Sigma / (sigma sigma^T)`` is inflated by ``1 / (1 - alpha)`` and every correlation clamps
-    to +-1, and an eval before any training step computes 0/0 = NaN):
+    description: str
+    params: type[StrictModel]
+    build: Callable[[int, Any], nn.Module]
 
-    * the first training batch initialises the estimates directly (``sigma = s_B``,
-      ``Sigma = C_B``); later batches use the EMA;
-    * before any training batch has been seen the module is the identity, in eval mode too;
-    * ``sigma sigma^T`` is clamped to a tiny positive value, so zero-variance dimensions get
-      ``rho = 0`` instead of NaN;
-    * a training batch of fewer than 2 rows leaves the estimates unchanged (its covariance is
-      undefined) and is scaled with the running estimates.
 
-    Statistics are computed with autocast disabled in at least float32, whatever the input
-    dtype; the output has the input's dtype.
+def _isobn(hidden_size: int, params: IsoBNParams) -> nn.Module:
+    from isobn_tune.isobn import IsoBN
+
+    return IsoBN(hidden_size, **params.model_dump())
+
+
+def _batchnorm(hidden_size: int, params: NoParams) -> nn.Module:
+    from torch import nn
+
+    return nn.BatchNorm1d(hidden_size, affine=False)
+
+
+def _layernorm(hidden_size: int, params: NoParams) -> nn.Module:
+    from torch import nn
+
+    return nn.LayerNorm(hidden_size, elementwise_affine=False)
+
+
+def _identity(hidden_size: int, params: NoParams) -> nn.Module:
+    from torch import nn
+
+    return nn.Identity()
+
+
+NORMALISERS: Mapping[str, Normaliser] = {
+    "isobn": Normaliser("isotropic batch normalisation (the paper)", IsoBNParams, _isobn),
+    # Without affine parameters, as in the group's "Improving BERT Fine-tuning with Embedding Normalization".
+    "batchnorm": Normaliser("BatchNorm1d without affine", NoParams, _batchnorm),
+    "layernorm": Normaliser("LayerNorm without affine", NoParams, _layernorm),
+    "none": Normaliser("no normalisation (the baseline)", NoParams, _identity),
+}
+CLS_NORMS: tuple[str, ...] = tuple(NORMALISERS)
+
+
+def _param_fields() -> dict[str, tuple[str, FieldInfo]]:
+    fields: dict[str, tuple[str, FieldInfo]] = {}
+    for name, normaliser in NORMALISERS.items():
+        for key, info in normaliser.params.model_fields.items():
+            if key in fields:
+                raise TypeError(f"normalisers {fields[key][0]!r} and {name!r} both define {key!r}")
+            fields[key] = (name, info)
+    return fields
+
+
+PARAM_FIELDS: Mapping[str, tuple[str, FieldInfo]] = _param_fields()
+"""Every normaliser hyperparameter: name -> (its normaliser, its pydantic field)."""
+
+
+def params_of(name: str) -> tuple[str, ...]:
+    """The hyperparameter names of normaliser ``name``."""
+    return tuple(NORMALISERS[name].params.model_fields)
+
+
+def build_cls_norm(name: str, hidden_size: int, **params: Any) -> nn.Module:
+    """The normaliser ``name`` for vectors of ``hidden_size``.
+
+    ``params`` may hold any normaliser's hyperparameters (callers pass one trial config); those of
+    ``name`` are validated and used, the others ignored.
     """
-
-    running_cov: torch.Tensor
-    running_std: torch.Tensor
-    num_batches_tracked: torch.Tensor
-
-    def __init__(
-        self, hidden_size: int, *, alpha: float = 0.95, eps: float = 0.1, beta: float = 0.5
-    ) -> None:
-        super().__init__()
-        if hidden_size < 1:
-            raise ValueError(f"hidden_size must be >= 1, got {hidden_size}")
-        if not 0 < alpha < 1:
-            raise ValueError(f"alpha must be in (0, 1), got {alpha}")
-        if not eps > 0:
-            raise ValueError(f"eps must be > 0, got {eps}")
-        if not beta >= 0:
-            raise ValueError(f"beta must be >= 0, got {beta}")
-        self.hidden_size = hidden_size
-        self.alpha = alpha
-        self.eps = eps
-        self.beta = beta
-        self.register_buffer("running_cov", torch.zeros(hidden_size, hidden_size))
-        self.register_buffer("running_std", torch.zeros(hidden_size))
-        self.register_buffer("num_batches_tracked", torch.tensor(0, dtype=torch.long))
-
-    def extra_repr(self) -> str:
-        return f"{self.hidden_size}, alpha={self.alpha}, eps={self.eps}, beta={self.beta}"
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() != 2 or x.size(1) != self.hidden_size:
-            raise ValueError(
-                f"IsoBN expects input of shape (n, {self.hidden_size}), got {tuple(x.shape)}"
-            )
-        with torch.no_grad(), torch.autocast(device_type=x.device.type, enabled=False):
-            stats_dtype = torch.promote_types(self.running_cov.dtype, torch.float32)
-            if self.training and x.size(0) >= 2:
-                self._update(x.detach().to(stats_dtype))
-            scale = self._scale(stats_dtype)
-        return x * scale.to(x.dtype)
-
-    def _update(self, x: torch.Tensor) -> None:
-        """Fold one batch into the running estimates (the first batch replaces them)."""
-        y = x - x.mean(dim=0)
-        batch_std = y.pow(2).mean(dim=0).sqrt()
-        batch_cov = y.T @ y / x.size(0)
-        # Weight of the old estimate: 0 for the first batch, so it initialises the estimates.
-        keep = torch.where(self.num_batches_tracked > 0, self.alpha, 0.0).to(x.dtype)
-        self.running_std.copy_(keep * self.running_std + (1 - keep) * batch_std)
-        self.running_cov.copy_(keep * self.running_cov + (1 - keep) * batch_cov)
-        self.num_batches_tracked.add_(1)
-
-    def _scale(self, dtype: torch.dtype) -> torch.Tensor:
-        """Per-dimension scale ``m * s`` from the running estimates; ones before any update."""
-        cov = self.running_cov.to(dtype)
-        std = self.running_std.to(dtype)
-        denom = torch.outer(std, std).clamp_min(torch.finfo(dtype).tiny)
-        corr = (cov / denom).clamp(-1, 1)
-        gamma = corr.pow(2).mean(dim=1)
-        scale = (gamma * std + self.eps).pow(-self.beta)
-        variance = torch.diagonal(cov)
-        total = variance.sum()
-        rescale = (total / ((variance * scale.pow(2)).sum() + self.eps)).sqrt()
-        return torch.where(self.num_batches_tracked > 0, scale * rescale, torch.ones_like(scale))
-
-
-def build_cls_norm(name: str, hidden_size: int, **kw: Any) -> nn.Module:
-    """The [CLS] normalizer called ``name`` (one of ``CLS_NORMS``) for vectors of ``hidden_size``.
-
-    ``kw`` (``alpha``, ``eps``, ``beta``) configures IsoBN and is ignored by the other
-    normalizers, so callers can pass one config. BatchNorm and LayerNorm have no affine part, as
-    in the group's "Improving BERT Fine-tuning with Embedding Normalization".
-    """
-    unexpected = sorted(set(kw) - set(_ISOBN_ONLY_KWARGS))
-    if unexpected:
+    if name not in NORMALISERS:
+        raise ValueError(f"unknown cls_norm {name!r}; allowed: {list(CLS_NORMS)}")
+    unknown = sorted(set(params) - set(PARAM_FIELDS))
+    if unknown:
         raise TypeError(
-            f"build_cls_norm got unexpected keyword(s) {unexpected}; "
-            f"allowed: {list(_ISOBN_ONLY_KWARGS)}"
+            f"build_cls_norm got unknown hyperparameter(s) {unknown}; known: {list(PARAM_FIELDS)}"
         )
-    if name == "isobn":
-        return IsoBN(hidden_size, **kw)
-    if name == "batchnorm":
-        return nn.BatchNorm1d(hidden_size, affine=False)
-    if name == "layernorm":
-        return nn.LayerNorm(hidden_size, elementwise_affine=False)
-    if name == "none":
-        return nn.Identity()
-    raise ValueError(f"unknown cls_norm {name!r}; allowed: {list(CLS_NORMS)}")
+    normaliser = NORMALISERS[name]
+    own = normaliser.params.model_validate({k: params[k] for k in params_of(name) if k in params})
+    return normaliser.build(hidden_size, own)

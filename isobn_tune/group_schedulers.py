@@ -69,6 +69,7 @@ class _Book:
     # Undecided (group, milestone) -> {trial id: value}; those trials are paused, waiting.
     arrivals: dict[tuple[str, Milestone], dict[str, float]] = field(default_factory=dict)
     decisions: dict[tuple[str, Milestone], bool] = field(default_factory=dict)  # True: keep
+    decided_on: dict[tuple[str, Milestone], tuple[str, ...]] = field(default_factory=dict)  # its seeds
     recorded: dict[Milestone, dict[str, float]] = field(default_factory=dict)  # group medians
     stopped_at: dict[str, Milestone] = field(default_factory=dict)
     to_resume: list[str] = field(default_factory=list)  # paused seeds of kept groups
@@ -277,6 +278,7 @@ class _GroupScheduler(TrialScheduler):
         keep = self._keep(group, milestone, median)
         book.recorded.setdefault(milestone, {})[group] = median
         book.decisions[(group, milestone)] = keep
+        book.decided_on[(group, milestone)] = tuple(sorted(values))
         if not keep:
             book.stopped_at[group] = milestone
         for tid in values:

@@ -14,7 +14,8 @@ _DELIMITERS = frozenset(",={}[]'\" ")
 
 
 def group_key(config: Mapping[str, Any]) -> str:
-    """A stable, readable key for ``config`` minus its top-level :data:`SEED_KEYS`.
+    """A stable, readable key for ``config`` minus its :data:`SEED_KEYS`, at any depth (a grid
+    trial's seed sits in its nested grid point).
 
     Keys are sorted (nested mappings too), floats are written with ``repr`` (``2e-05``, never
     ``2.0000000000000002e-05`` from formatting noise, and never rounded so distinct values stay
@@ -22,7 +23,13 @@ def group_key(config: Mapping[str, Any]) -> str:
     they contain a delimiter. Example: ``group_key({"lr": 2e-5, "seed": 3, "task": "rte"})``
     is ``"lr=2e-05,task=rte"``.
     """
-    return _render_mapping({k: v for k, v in config.items() if k not in SEED_KEYS})
+    return _render_mapping(_without_seeds(config))
+
+
+def _without_seeds(config: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        k: _without_seeds(v) if isinstance(v, Mapping) else v for k, v in config.items() if k not in SEED_KEYS
+    }
 
 
 def _render_mapping(values: Mapping[str, Any]) -> str:

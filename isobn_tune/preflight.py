@@ -13,13 +13,14 @@ import os
 import re
 import socket
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import pyarrow
 
 from isobn_tune.errors import UserError
+from isobn_tune.redaction import redact_uri
 from isobn_tune.space import load_space
 from isobn_tune.sweep_dir import filesystem
 
@@ -32,9 +33,9 @@ GCS_PROBE_TIMEOUT_MS = 2000
 
 
 def check_run_inputs(space_file: str | Path, *, storage: str | None, name: str | None,
-                     tracking_uri: str | None, address: str | None) -> None:
+                     tracking_uri: str | None, address: str | None, overrides: Sequence[str] = ()) -> None:
     """Everything ``isobn-tune run`` is given, checked cheapest first."""
-    space = load_space(space_file)
+    space = load_space(space_file, overrides)
     if name is not None:
         check_sweep_name(name)
     root = absolute_storage(storage or space.run.storage_path)
@@ -125,16 +126,6 @@ def _check_sql_store(uri: str) -> None:
     except OSError as exc:
         reason = exc.strerror or exc
         raise UserError(f"tracking database {redact_uri(uri)!r} is unreachable: {reason}") from exc
-
-
-def redact_uri(uri: str) -> str:
-    """The URI without user:password."""
-    parts = urlsplit(uri)
-    if parts.password or parts.username:
-        host = parts.hostname or ""
-        netloc = f"***@{host}" + (f":{parts.port}" if parts.port else "")
-        return urlunsplit(parts._replace(netloc=netloc))
-    return uri
 
 
 def check_address(address: str | None) -> None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import os
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -36,13 +36,21 @@ from isobn_tune.features import default_cache_dir, tokenize_task
 from isobn_tune.glue_data import DataSource, resolve_glue_dir
 from isobn_tune.metrics import OBJECTIVE
 from isobn_tune.model import load_tokenizer
-from isobn_tune.preflight import absolute_storage, check_address, check_storage, check_sweep_name
+from isobn_tune.preflight import (
+    absolute_storage,
+    check_address,
+    check_storage,
+    check_sweep_name,
+    check_tracking_uri,
+    resolve_tracking_uri,
+)
 from isobn_tune.progress import ProgressLine
+from isobn_tune.redaction import redact_uri
 from isobn_tune.search import build_param_space, build_scheduler, build_searcher, num_samples
-from isobn_tune.space import SweepSpace, load_space
+from isobn_tune.space import SweepSpace, effective_space_text, load_space, trial_count, trials_per_task
 from isobn_tune.sweep_dir import SweepDir, has_manifest, read_manifest, write_manifest
 from isobn_tune.tasks import get_task
-from isobn_tune.tracking import SweepTracker, check_tracking_uri, redact_uri, resolve_tracking_uri
+from isobn_tune.tracking import SweepTracker
 from isobn_tune.trainable import fine_tune_trial
 
 EXCESSIVE_SNAPSHOT_WARNING_ENV = "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S"
@@ -66,10 +74,12 @@ def run_sweep(
     storage: str | None = None,
     name: str | None = None,
     tracking_uri: str | None = None,
+    overrides: Sequence[str] = (),
     echo: Callable[[str], None] = print,
 ) -> SweepOutcome:
-    """Validate, prepare and run every task's experiment of a space file."""
-    space = load_space(space_file)
+    """Validate, prepare and run every task's experiment of a space file, with ``overrides``
+    (``dotted.key=value``) applied to it."""
+    space = load_space(space_file, overrides)
     if name is not None:
         check_sweep_name(name)
     sweep_dir = SweepDir(
@@ -84,13 +94,14 @@ def run_sweep(
     tracking_uri = resolve_tracking_uri(tracking_uri, space.mlflow.tracking_uri, sweep_dir.storage)
     data = _prepare(space, sweep_dir, tracking_uri, address, echo)
 
-    tracker = SweepTracker.start(tracking_uri, space, sweep_dir.name, Path(space_file).read_text())
+    space_text = effective_space_text(space_file, overrides)
+    tracker = SweepTracker.start(tracking_uri, space, sweep_dir.name, space_text)
     write_manifest(sweep_dir, {
-        "name": sweep_dir.name, "space_file": str(space_file),
+        "name": sweep_dir.name, "space_file": str(space_file), "overrides": list(overrides),
         "space": space.model_dump(mode="json"), "tracking_uri": tracking_uri,
         "parent_run_id": tracker.parent_run_id, "created": datetime.now().isoformat(timespec="seconds"),
     })
-    echo(f"sweep {sweep_dir.root}: {space.trial_count()} trials over {len(space.tasks)} task(s); "
+    echo(f"sweep {sweep_dir.root}: {trial_count(space)} trials over {len(space.tasks)} task(s); "
          f"MLflow {redact_uri(tracking_uri)} run {tracker.parent_run_id}")
     echo(f"if interrupted: isobn-tune resume {sweep_dir.root}")
     return _run_tasks(space, sweep_dir, data, tracker, echo, restore=False, retry_errored=False)
@@ -203,7 +214,7 @@ def _build_tuner(space: SweepSpace, task: str, sweep_dir: SweepDir, trainable: A
                 checkpoint_score_order="max",
             ),
             failure_config=tune.FailureConfig(max_failures=space.run.max_failures),
-            callbacks=[tracker.callback(task), ProgressLine(task, total=space.trials_per_task())],
+            callbacks=[tracker.callback(task), ProgressLine(task, total=trials_per_task(space))],
             verbose=0,
         ),
     )

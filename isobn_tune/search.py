@@ -21,41 +21,35 @@ from ray.tune.search.optuna import OptunaSearch
 
 from isobn_tune.group_schedulers import GroupMedianStoppingRule, GroupSuccessiveHalving
 from isobn_tune.metrics import BEST_OBJECTIVE, MODE, OBJECTIVE
-from isobn_tune.recipe import NORM_KEYS
+from isobn_tune.recipe import GRID_POINT_KEY
 from isobn_tune.seed_repeater import SeedMedianRepeater
-from isobn_tune.space import SweepSpace
-
-GRID_AXES = ("lr", "batch_size", "seed")
+from isobn_tune.space import SweepSpace, grid_points, optuna_base_config, trial_configs, trials_per_task
 
 
 def build_param_space(space: SweepSpace, task: str) -> dict[str, Any]:
     """Tune's ``param_space`` for ``task``.
 
-    Grid sweeps: ``lr``, ``batch_size`` and ``seed`` are grid axes, and ``norm`` is one more
-    axis whose values couple (cls_norm, beta, alpha, eps), so baselines are not multiplied by
-    IsoBN's beta grid. Optuna sweeps: beta and alpha are uniform domains for the searcher;
-    seeds come from :class:`SeedMedianRepeater`.
+    Grid sweeps: the exact ordered trial list of the space (:func:`grid_points`, seeds innermost),
+    as one ``grid_search`` over the varying values under :data:`GRID_POINT_KEY`; the fixed values
+    sit beside it. Tune would vary the alphabetically first of several grid keys fastest; with
+    one key trials are created in list order, so a configuration's seeds start together.
+    Optuna sweeps: beta and alpha are uniform domains for the searcher; seeds come from
+    :class:`SeedMedianRepeater`.
     """
     if space.optuna is not None:
         opt = space.optuna
-        return space.optuna_base_config(task) | {
+        return optuna_base_config(space, task) | {
             "beta": tune.uniform(opt.beta.low, opt.beta.high),
             "alpha": tune.uniform(opt.alpha.low, opt.alpha.high),
         }
-    configs = space.trial_configs(task)
-    variants: list[dict[str, Any]] = []
-    for cfg in configs:
-        variant = {k: cfg[k] for k in NORM_KEYS}
-        if variant not in variants:
-            variants.append(variant)
-    fixed = {k: v for k, v in configs[0].items() if k not in NORM_KEYS and k not in GRID_AXES}
-    axes = {axis: list(dict.fromkeys(cfg[axis] for cfg in configs)) for axis in GRID_AXES}
-    return fixed | {"norm": tune.grid_search(variants)} | {a: tune.grid_search(v) for a, v in axes.items()}
+    points = grid_points(space)
+    fixed = {k: v for k, v in trial_configs(space, task)[0].items() if k not in points[0]}
+    return fixed | {GRID_POINT_KEY: tune.grid_search(points)}
 
 
 def num_samples(space: SweepSpace) -> int:
     """Tune's ``num_samples``: one pass over the grid, or points x seeds for Optuna."""
-    return space.trials_per_task() if space.optuna is not None else 1
+    return trials_per_task(space) if space.optuna is not None else 1
 
 
 def build_searcher(space: SweepSpace) -> Searcher | None:
@@ -88,7 +82,8 @@ def build_scheduler(space: SweepSpace) -> TrialScheduler:
         return PopulationBasedTraining(
             time_attr="epoch", metric=OBJECTIVE, mode=MODE,
             perturbation_interval=section.perturbation_interval,
-            hyperparam_mutations={"lr": list(section.hyperparam_mutations.lr)},
+            # The grid's lr sits in the trial's grid point (see build_param_space).
+            hyperparam_mutations={GRID_POINT_KEY: {"lr": list(section.hyperparam_mutations.lr)}},
         )
     if section.type == "asha_by_config":
         return GroupSuccessiveHalving(

@@ -9,18 +9,17 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
-import re
 import tempfile
 import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from mlflow.entities import Metric, Param, Run, RunTag
+from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 from ray.tune import Callback
 from ray.tune.experiment import Trial
+from ray.tune.result import AUTO_RESULT_KEYS
 
 from isobn_tune.aggregate import (
     TrialRecord,
@@ -32,71 +31,45 @@ from isobn_tune.aggregate import (
     table_csv,
     table_markdown,
 )
+from isobn_tune.checkpoint_layout import ISOTROPY_FILE
 from isobn_tune.isotropy import load_stats, plot_isotropy
-from isobn_tune.preflight import (  # re-exported: the tracking URI is checked before MLflow is imported
-    check_tracking_uri,
-    default_tracking_uri,
-    redact_uri,
-    resolve_tracking_uri,
+from isobn_tune.mlflow_names import (
+    BEST_DEV_METRIC,
+    ERROR_TAG,
+    GROUP_TAG,
+    ISOTROPY_ARTIFACT_DIR,
+    KIND_SWEEP,
+    KIND_TAG,
+    KIND_TRIAL,
+    METHOD_TAG,
+    PARENT_TAG,
+    RETRIED_TAG,
+    SCHEDULER_TAG,
+    SEED_TAG,
+    SPACE_ARTIFACT,
+    STATUS_TAG,
+    SWEEP_ERRORED,
+    SWEEP_TAG,
+    TABLE_CSV_ARTIFACT,
+    TABLE_MD_ARTIFACT,
+    TASK_TAG,
+    TASKS_TAG,
+    TRIAL_CONFIG_ARTIFACT,
+    TRIAL_TAG,
+    best_group_tag,
+    best_label_tag,
+    best_median_metric,
+    group_metric,
+    groups_artifact,
+    trial_configs_artifact,
 )
+from isobn_tune.mlflow_runs import find_child
 from isobn_tune.recipe import TrialConfig
-from isobn_tune.space import SweepSpace
+from isobn_tune.redaction import redact, redact_mapping, redact_text
+from isobn_tune.space import SweepSpace, trial_count
 
-PARENT_TAG = "mlflow.parentRunId"
-TRIAL_TAG = "isobn.trial_id"
-SWEEP_TAG = "isobn.sweep"
-STATUS_TAG = "isobn.status"  # trials: running, finished, stopped (by the scheduler), errored
-KIND_TAG = "isobn.kind"  # sweep (the parent) or trial
-SEED_TAG = "isobn.seed"
-GROUP_TAG = "isobn.config_group"  # the configuration without its seed
-ERROR_TAG = "isobn.error"
 _MLFLOW_STATUS = {"finished": "FINISHED", "stopped": "FINISHED", "errored": "FAILED"}
-_SECRET_KEY = re.compile(r"(token|secret|password|passwd|api[_-]?key|access[_-]?key|credential)", re.I)
-_URI_CREDENTIALS = re.compile(r"(\w+://)[^/\s:@]+:[^/\s@]+@")
-_TOKEN_SHAPES = re.compile(r"\bhf_[A-Za-z0-9]{20,}|\b(?:AKIA|ASIA)[A-Z0-9]{16}\b")
-_METRIC_PREFIXES = ("dev_", "iso_")
-_METRIC_KEYS = (
-    "epoch", "objective", "best_objective", "best_epoch", "train_loss", "lr", "train_examples_per_s",
-)
-
-
-def redact(text: str) -> str:
-    """``text`` as it may be logged: credentials in URIs, the values of secret-looking
-    environment variables (HF_TOKEN, AWS_SECRET_ACCESS_KEY, ...) and Hugging Face / AWS key
-    shapes masked."""
-    text = _URI_CREDENTIALS.sub(r"\1***@", text)
-    for value in _secret_env_values():
-        text = text.replace(value, "***")
-    return _TOKEN_SHAPES.sub("***", text)
-
-
-def redact_text(text: str) -> str:
-    """A space file as logged: :func:`redact`, and the values of secret-looking keys masked."""
-    def mask(line: str) -> str:
-        key = re.split("[:=]", line, maxsplit=1)[0]
-        return re.sub(r"[:=]\s*\S.*$", ": '***'", line) if _SECRET_KEY.search(key) else line
-
-    return "\n".join(mask(line) for line in redact(text).splitlines()) + "\n"
-
-
-def redact_mapping(values: dict[str, Any]) -> dict[str, Any]:
-    """A config as logged: values under secret-looking keys masked (nested too), strings redacted."""
-    out: dict[str, Any] = {}
-    for key, value in values.items():
-        if _SECRET_KEY.search(key):
-            out[key] = "***"
-        elif isinstance(value, dict):
-            out[key] = redact_mapping(value)
-        else:
-            out[key] = redact(value) if isinstance(value, str) else value
-    return out
-
-
-def _secret_env_values() -> list[str]:
-    """Values of environment variables named like secrets; short or all-letter values (flags
-    such as ``false`` or ``disabled``) are left alone so ordinary words are not masked."""
-    values = {v for k, v in os.environ.items() if _SECRET_KEY.search(k) and len(v) >= 8 and not v.isalpha()}
-    return sorted(values, key=len, reverse=True)
+_TUNE_KEYS = frozenset(AUTO_RESULT_KEYS)  # what Tune adds to every result: not the trial's own
 
 
 class SweepTracker:
@@ -118,16 +91,16 @@ class SweepTracker:
         experiment_id = _experiment_id(client, tracking_uri, space.experiment_name)
         run = client.create_run(
             experiment_id, run_name=sweep_name,
-            tags={SWEEP_TAG: sweep_name, "isobn.tasks": ",".join(space.tasks),
-                  "isobn.scheduler": space.scheduler.type, KIND_TAG: "sweep", STATUS_TAG: "running"},
+            tags={SWEEP_TAG: sweep_name, TASKS_TAG: ",".join(space.tasks),
+                  SCHEDULER_TAG: space.scheduler.type, KIND_TAG: KIND_SWEEP, STATUS_TAG: "running"},
         )
         client.log_batch(run.info.run_id, params=[
             Param("model", redact(space.model.name_or_path)), Param("tasks", ",".join(space.tasks)),
-            Param("scheduler", space.scheduler.type), Param("trials", str(space.trial_count())),
+            Param("scheduler", space.scheduler.type), Param("trials", str(trial_count(space))),
             Param("seeds", ",".join(map(str, space.grid.seeds))),
             Param("optuna", str(space.optuna is not None)),
         ])
-        client.log_text(run.info.run_id, redact_text(space_text), "space.yaml")
+        client.log_text(run.info.run_id, redact_text(space_text), SPACE_ARTIFACT)
         return cls(tracking_uri, experiment_id, run.info.run_id)
 
     @classmethod
@@ -149,33 +122,32 @@ class SweepTracker:
         summaries = summarise_groups(records)
         now = _now_ms()
         metrics = [
-            Metric(f"{task}/{s.label}/{name}", value, now, 0)
+            Metric(group_metric(task, s.label, name), value, now, 0)
             for s in summaries if s.values
             for name, value in (("median", s.median), ("std", s.std), ("n_seeds", len(s.values)))
         ]
         tags = []
         best = best_groups(summaries).get(task)
         if best:
-            metrics.append(Metric(f"{task}/best_median", best.median, now, 0))
-            tags = [RunTag(f"isobn.best_group.{task}", best.group),
-                    RunTag(f"isobn.best_label.{task}", best.label)]
+            metrics.append(Metric(best_median_metric(task), best.median, now, 0))
+            tags = [RunTag(best_group_tag(task), best.group), RunTag(best_label_tag(task), best.label)]
         client = self.client
         client.log_batch(self.parent_run_id, metrics=metrics, tags=tags)
         rows = [{"group": s.group, "label": s.label, "method": s.method, "median": s.median, "std": s.std,
                  "seeds": list(s.seeds), "values": list(s.values), "trials": s.n_trials} for s in summaries]
-        _log_json(client, self.parent_run_id, rows, f"groups/{task}.json")
+        _log_json(client, self.parent_run_id, rows, groups_artifact(task))
         configs = [r.config.to_dict() | {"trial_id": r.trial_id, "status": r.status} for r in records]
-        _log_json(client, self.parent_run_id, configs, f"trial_configs/{task}.json")
+        _log_json(client, self.parent_run_id, configs, trial_configs_artifact(task))
 
     def finish(self, records: Iterable[TrialRecord]) -> None:
         """The task x method table as CSV and Markdown artifacts; the parent run ends."""
         records = [_redacted(r) for r in records]
         rows = method_table(summarise_groups(records))
         client, run_id = self.client, self.parent_run_id
-        client.log_text(run_id, table_csv(rows), "results/table.csv")
-        client.log_text(run_id, table_markdown(rows), "results/table.md")
+        client.log_text(run_id, table_csv(rows), TABLE_CSV_ARTIFACT)
+        client.log_text(run_id, table_markdown(rows), TABLE_MD_ARTIFACT)
         errored = any(r.status == "errored" for r in records)
-        client.set_tag(run_id, STATUS_TAG, "errored trials" if errored else "finished")
+        client.set_tag(run_id, STATUS_TAG, SWEEP_ERRORED if errored else "finished")
         client.set_terminated(run_id, "FINISHED")
 
 
@@ -194,7 +166,7 @@ class TrialLogger(Callback):
     def _child(self, trial: Trial) -> str:
         if trial.trial_id not in self._runs:
             client = self.tracker.client
-            found = _find_child(client, self.tracker, trial.trial_id)
+            found = find_child(client, self.tracker.experiment_id, self.tracker.parent_run_id, trial.trial_id)
             if found is None:
                 run_id = self._create_child(client, trial)
             else:
@@ -211,12 +183,12 @@ class TrialLogger(Callback):
         tr = self.tracker
         run_id = client.create_run(
             tr.experiment_id, run_name=f"{self.task}-{trial.trial_id}",
-            tags={PARENT_TAG: tr.parent_run_id, TRIAL_TAG: trial.trial_id, "isobn.task": self.task,
+            tags={PARENT_TAG: tr.parent_run_id, TRIAL_TAG: trial.trial_id, TASK_TAG: self.task,
                   SEED_TAG: str(cfg.seed), GROUP_TAG: config_group(cfg),
-                  "isobn.method": cfg.cls_norm, STATUS_TAG: "running", KIND_TAG: "trial"},
+                  METHOD_TAG: cfg.cls_norm, STATUS_TAG: "running", KIND_TAG: KIND_TRIAL},
         ).info.run_id
         client.log_batch(run_id, params=[Param(k, _param_value(v)) for k, v in values.items()])
-        _log_json(client, run_id, values, "trial_config.json")
+        _log_json(client, run_id, values, TRIAL_CONFIG_ARTIFACT)
         return run_id
 
     def on_trial_start(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
@@ -232,12 +204,12 @@ class TrialLogger(Callback):
         now = _now_ms()
         metrics = [
             Metric(k, float(v), now, step) for k, v in result.items()
-            if (k in _METRIC_KEYS or k.startswith(_METRIC_PREFIXES)) and _is_number(v)
+            if k not in _TUNE_KEYS and _is_number(v)
         ]
         self.tracker.client.log_batch(run_id, metrics=metrics)
 
     def on_trial_recover(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
-        self.tracker.client.set_tag(self._child(trial), "isobn.retried", str(trial.run_metadata.num_failures))
+        self.tracker.client.set_tag(self._child(trial), RETRIED_TAG, str(trial.run_metadata.num_failures))
 
     def on_trial_complete(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
         self._end(trial, errored=False)
@@ -253,7 +225,7 @@ class TrialLogger(Callback):
             tags.append(RunTag(ERROR_TAG, redact(_last_error_line(trial))))
         metrics = []
         if record.best_objective is not None:
-            metrics = [Metric("best_dev_metric", record.best_objective, _now_ms(), record.last_epoch)]
+            metrics = [Metric(BEST_DEV_METRIC, record.best_objective, _now_ms(), record.last_epoch)]
         client.log_batch(run_id, metrics=metrics, tags=tags)
         self._log_isotropy(trial, run_id)
         client.set_terminated(run_id, _MLFLOW_STATUS[record.status])
@@ -261,8 +233,6 @@ class TrialLogger(Callback):
     def _log_isotropy(self, trial: Trial, run_id: str) -> None:
         """The [CLS] isotropy figure (before / after fine-tuning) and its statistics from the
         trial's last checkpoint; the pretrained model's summary numbers as metrics at step 0."""
-        from isobn_tune.training import ISOTROPY_FILE  # here: `isobn-tune report` needs no torch
-
         checkpoint = trial.checkpoint
         if checkpoint is None:
             return
@@ -274,24 +244,10 @@ class TrialLogger(Callback):
             before, after = load_stats(stats_file)
             png = plot_isotropy(before, after, Path(tmp) / "isotropy.png",
                                 title=f"{self.task} {trial.trial_id}: [CLS] before / after fine-tuning")
-            client.log_artifact(run_id, str(png), "isotropy")
-            client.log_artifact(run_id, str(stats_file), "isotropy")
+            client.log_artifact(run_id, str(png), ISOTROPY_ARTIFACT_DIR)
+            client.log_artifact(run_id, str(stats_file), ISOTROPY_ARTIFACT_DIR)
         now = _now_ms()
         client.log_batch(run_id, metrics=[Metric(k, v, now, 0) for k, v in before.summary().items()])
-
-
-def child_runs(client: MlflowClient, experiment_id: str, parent_run_id: str) -> list[Run]:
-    """Every trial run of a sweep."""
-    return client.search_runs(
-        [experiment_id], filter_string=f"tags.`{PARENT_TAG}` = '{parent_run_id}'", max_results=50_000
-    )
-
-
-def _find_child(client: MlflowClient, tracker: SweepTracker, trial_id: str) -> Run | None:
-    parent = f"tags.`{PARENT_TAG}` = '{tracker.parent_run_id}'"
-    this_trial = f"tags.`{TRIAL_TAG}` = '{trial_id}'"
-    found = client.search_runs([tracker.experiment_id], filter_string=f"{parent} and {this_trial}")
-    return found[0] if found else None
 
 
 def _redacted_config(cfg: TrialConfig) -> TrialConfig:
@@ -339,7 +295,3 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
-__all__ = [
-    "SweepTracker", "TrialLogger", "check_tracking_uri", "child_runs", "default_tracking_uri", "redact",
-    "redact_mapping", "redact_text", "redact_uri", "resolve_tracking_uri",
-]

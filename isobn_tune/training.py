@@ -22,15 +22,13 @@ import numpy as np
 import torch
 from transformers import get_linear_schedule_with_warmup
 
-from isobn_tune.batches import TaskData, TokenizedSplit, iter_batches
+from isobn_tune.batches import TaskData, TokenizedSplit, iter_batches, train_batches
+from isobn_tune.checkpoint_layout import CHECKPOINT_FILE, ISOTROPY_FILE
 from isobn_tune.isotropy import IsotropyStats, isotropy_stats, save_stats
 from isobn_tune.metrics import OBJECTIVE, compute_metrics, selection_value
 from isobn_tune.model import ClsNormClassifier, build_model
 from isobn_tune.recipe import TrialConfig
 from isobn_tune.tasks import get_task
-
-CHECKPOINT_FILE = "trainer_state.pt"
-ISOTROPY_FILE = "isotropy.npz"
 
 ReportFn = Callable[[dict[str, Any], "Path | None"], None]
 
@@ -148,10 +146,10 @@ def dev_metrics(
 
 
 def _train_batches(data: TaskData, cfg: TrialConfig, epoch: int) -> Iterator[np.ndarray]:
-    """The epoch's shuffled batches; the order depends only on (seed, epoch), so a resumed trial
-    sees the same data order as an uninterrupted one."""
+    """The epoch's batches (random or length-grouped); the order depends only on (seed, epoch), so
+    a resumed trial sees the same data order as an uninterrupted one."""
     gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
-    return iter_batches(data.train, cfg.batch_size, shuffle=True, generator=gen, drop_singleton=True)
+    return train_batches(data.train, cfg.batch_size, batching=cfg.batching, generator=gen)
 
 
 def train(

@@ -21,7 +21,7 @@ from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 from process_helpers import kill_session, stop_session
 
-from isobn_tune.tracking import child_runs
+from isobn_tune.mlflow_runs import child_runs
 
 SERVER_ENV = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
 

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from isobn_tune.cli import main
+from isobn_tune.cli import format_space_summary, main
+from isobn_tune.space import load_space
 
 SPACES = Path(__file__).resolve().parent.parent / "search_spaces"
 QUICKSTART = SPACES / "quickstart.yaml"
@@ -44,9 +45,15 @@ def test_show_prints_the_trial_count_and_the_grid(capsys: pytest.CaptureFixture[
     assert main(["show", str(QUICKSTART)]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert "total trials: 6" in lines and "trials per task: 6" in lines
-    axes = {line.split()[0]: line.split(None, 1)[1] for line in lines if line.startswith("  ")}
+    axes_at, trials_at = lines.index(next(ln for ln in lines if ln.startswith("axes"))), lines.index(
+        next(ln for ln in lines if ln.startswith("first trials")))
+    axes = {line.split()[0]: line.split(None, 1)[1] for line in lines[axes_at + 1 : trials_at]}
     assert axes["cls_norm"] == "none, isobn" and axes["seed"] == "1, 2, 3"
     assert axes["beta"] == "0.5  (isobn only)"
+    # The trial order Tune will use: a configuration's seeds one after the other.
+    assert lines[trials_at + 1 : trials_at + 7] == [
+        f"  cls_norm {norm}, seed {seed}" for norm in ("none", "isobn") for seed in (1, 2, 3)
+    ]
 
 
 def test_show_counts_the_paper_grid_over_its_tasks(capsys: pytest.CaptureFixture[str]) -> None:
@@ -84,3 +91,19 @@ def test_bad_file_from_the_command_line_has_no_traceback(tmp_path: Path) -> None
     assert proc.stdout == ""
     assert proc.stderr.splitlines() == [
         f"error: {path}: grid.alpha[0]: Input should be less than 1 (got 1.5)"]
+
+
+def test_summary_lists_axes_counts_and_scheduler() -> None:
+    text = format_space_summary(load_space(SPACES / "quickstart.yaml"))
+    assert "tasks: stsb" in text
+    assert "cls_norm    none, isobn" in text
+    assert "beta        0.5  (isobn only)" in text
+    assert "seed        1, 2, 3" in text
+    assert "trials per task: 6" in text
+    assert "total trials: 6" in text
+    assert "scheduler: asha (grace_period 1, reduction_factor 2.0)" in text
+
+
+def test_summary_of_an_optuna_sweep_shows_the_ranges() -> None:
+    text = format_space_summary(load_space(SPACES / "optuna_refine_beta_alpha.yaml"))
+    assert "optuna: 20 points per task, beta in [0.1, 1.5], alpha in [0.8, 0.99]" in text

@@ -14,7 +14,7 @@ from isobn_tune.cli import main
 
 SCRIPT = str(Path(sys.executable).with_name("isobn-tune"))
 TINY_RUN = ["--max-train-examples", "32", "--max-dev-examples", "32", "--max-seq-length", "32",
-            "--epochs", "1", "--threads", "1"]
+            "--max-epochs", "1", "--threads", "1"]
 # Bad input must fail before tokenising or loading a model: well below what a real run costs.
 MAX_ERROR_CPU_S = 20.0
 
@@ -85,13 +85,14 @@ BAD_INPUTS = {
                          "GLUE data folder {tmp}/nowhere does not exist; set --glue-dir or $GLUE_DIR"),
     "missing task file": (["--glue-dir", "{tmp}/only-train"],
                           "GLUE file {tmp}/only-train/RTE/dev.tsv does not exist; set --glue-dir"),
-    "missing model path": (["--model", "{tmp}/no-model"],
-                           "model path '{tmp}/no-model' is not a directory with a Hugging Face model"),
-    "negative beta": (["--beta=-0.5"], "beta=-0.5 must be >= 0"),
-    "alpha out of range": (["--alpha", "1"], "alpha=1.0 must be in (0, 1)"),
-    "zero eps": (["--eps", "0"], "eps=0.0 must be > 0"),
+    "missing model path": (["--model", "{tmp}/no-model"], "model directory '{tmp}/no-model' does not exist"),
+    "negative beta": (["--beta=-0.5"], "--beta: Input should be greater than or equal to 0 (got -0.5)"),
+    "alpha out of range": (["--alpha", "1"], "--alpha: Input should be less than 1 (got 1)"),
+    "zero eps": (["--eps", "0"], "--eps: Input should be greater than 0 (got 0)"),
+    "infinite lr": (["--lr", ".inf"], "--lr: Input should be a finite number (got inf)"),
     "unknown cls-norm": (["--cls-norm", "whitening"],
-                         "cls_norm='whitening' is not one of ['isobn', 'batchnorm', 'layernorm', 'none']"),
+                         ("--cls-norm: Input should be 'isobn', 'batchnorm', 'layernorm' or 'none' "
+                          "(got 'whitening')")),
 }
 
 

@@ -7,8 +7,8 @@ import pytest
 import torch
 from torch import nn
 
-from isobn_tune.cls_norm import IsoBN, build_cls_norm
-from isobn_tune.recipe import CLS_NORMS
+from isobn_tune.cls_norm import CLS_NORMS, build_cls_norm
+from isobn_tune.isobn import IsoBN
 
 D = 8
 N = 16

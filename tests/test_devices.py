@@ -21,8 +21,8 @@ import pytest
 import ray
 from mlflow.tracking import MlflowClient
 
+from isobn_tune.mlflow_names import PARENT_TAG, TRIAL_TAG
 from isobn_tune.runner import run_sweep
-from isobn_tune.tracking import PARENT_TAG, TRIAL_TAG
 
 
 @pytest.fixture(scope="module")

@@ -32,7 +32,8 @@ from process_helpers import session_pids
 
 from isobn_tune.group_schedulers import STATE_FILE
 from isobn_tune.groups import group_key
-from isobn_tune.tracking import STATUS_TAG, TRIAL_TAG, child_runs
+from isobn_tune.mlflow_names import STATUS_TAG, TRIAL_TAG
+from isobn_tune.mlflow_runs import child_runs
 
 MAX_EPOCHS = 3
 RUNGS = (1, 2)  # grace period 1, reduction factor 2, max_t 3

@@ -7,7 +7,8 @@ import torch
 from transformers import AutoConfig, BertModel
 
 from isobn_tune.errors import UserError
-from isobn_tune.model import ClsNormClassifier, build_model, load_tokenizer, resolve_model_name
+from isobn_tune.model import ClsNormClassifier, build_model, load_tokenizer
+from isobn_tune.model_source import resolve_model_name
 from isobn_tune.recipe import TrialConfig
 from isobn_tune.tasks import get_task
 
@@ -47,7 +48,7 @@ def test_hub_names_pass_through_unchanged():
 
 def test_missing_model_path_is_a_user_error_naming_it(tmp_path):
     missing = tmp_path / "no-such-model"
-    with pytest.raises(UserError, match=re.escape(f"model path '{missing}' is not a directory")):
+    with pytest.raises(UserError, match=re.escape(f"model directory '{missing}' does not exist")):
         build_model(TrialConfig(task="rte", model=str(missing)), num_labels=2)
 
 

@@ -28,7 +28,7 @@ from mlflow.tracking import MlflowClient
 from mlflow_helpers import free_port, tiny_space, trial_runs, write_yaml
 from process_helpers import kill_session, session_pids
 
-from isobn_tune.tracking import STATUS_TAG, TRIAL_TAG
+from isobn_tune.mlflow_names import STATUS_TAG, TRIAL_TAG
 from isobn_tune.trainable import FAIL_AT_ENV
 
 pytestmark = pytest.mark.cluster

@@ -39,10 +39,11 @@ from process_helpers import kill_session
 
 from isobn_tune.aggregate import config_group, short_label
 from isobn_tune.isotropy import load_stats
+from isobn_tune.preflight import resolve_tracking_uri
 from isobn_tune.recipe import TrialConfig
+from isobn_tune.redaction import redact, redact_mapping, redact_text
 from isobn_tune.runner import SweepOutcome, run_sweep
 from isobn_tune.space import load_space
-from isobn_tune.tracking import redact, redact_mapping, redact_text, resolve_tracking_uri
 
 TASK = "stsb"
 MAX_EPOCHS = 2

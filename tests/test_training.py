@@ -9,13 +9,14 @@ import torch
 from torch.optim.optimizer import register_optimizer_step_pre_hook
 
 from isobn_tune.batches import TaskData
+from isobn_tune.checkpoint_layout import CHECKPOINT_FILE, ISOTROPY_FILE
 from isobn_tune.features import default_cache_dir, tokenize_task
 from isobn_tune.glue_data import DataSource
 from isobn_tune.metrics import compute_metrics
 from isobn_tune.model import build_model, load_tokenizer
 from isobn_tune.recipe import TrialConfig
 from isobn_tune.tasks import get_task
-from isobn_tune.training import CHECKPOINT_FILE, ISOTROPY_FILE, load_checkpoint, make_optimizer, train
+from isobn_tune.training import load_checkpoint, make_optimizer, train
 
 TINY_OVERRIDES = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
                   "intermediate_size": 64}

@@ -1,0 +1,67 @@
+"""Every name a sweep uses in MLflow: tags, metric keys and artifact paths.
+
+Tracking writes them, and ``isobn-tune report``, the statistics and the benchmarks read them back;
+all import them from here.
+"""
+
+from __future__ import annotations
+
+# Tags of both kinds of run.
+PARENT_TAG = "mlflow.parentRunId"  # MLflow's own: nests a child run under its parent
+KIND_TAG = "isobn.kind"  # KIND_SWEEP (the parent) or KIND_TRIAL
+KIND_SWEEP, KIND_TRIAL = "sweep", "trial"
+STATUS_TAG = "isobn.status"  # trials: running, finished, stopped (by the scheduler), errored
+
+# Tags of the parent run.
+SWEEP_TAG = "isobn.sweep"
+TASKS_TAG = "isobn.tasks"
+SCHEDULER_TAG = "isobn.scheduler"
+SWEEP_ERRORED = "errored trials"  # the parent's STATUS_TAG when any trial errored
+
+
+def best_group_tag(task: str) -> str:
+    """The best configuration group of ``task`` (highest seed median)."""
+    return f"isobn.best_group.{task}"
+
+
+def best_label_tag(task: str) -> str:
+    return f"isobn.best_label.{task}"
+
+
+# Tags of a trial's child run.
+TRIAL_TAG = "isobn.trial_id"
+TASK_TAG = "isobn.task"
+SEED_TAG = "isobn.seed"
+GROUP_TAG = "isobn.config_group"  # the configuration without its seed
+METHOD_TAG = "isobn.method"
+ERROR_TAG = "isobn.error"
+RETRIED_TAG = "isobn.retried"
+
+# Metrics. A child run has every finite number its trial reports per epoch (step = epoch), plus:
+BEST_DEV_METRIC = "best_dev_metric"  # the trial's best dev objective, logged when it ends
+EPOCH_METRIC = "epoch"
+
+
+def group_metric(task: str, label: str, statistic: str) -> str:
+    """A parent-run metric of one configuration over its seeds (statistic: median, std, n_seeds)."""
+    return f"{task}/{label}/{statistic}"
+
+
+def best_median_metric(task: str) -> str:
+    return f"{task}/best_median"
+
+
+# Artifacts.
+SPACE_ARTIFACT = "space.yaml"  # the parent's effective space file (overrides applied)
+TABLE_CSV_ARTIFACT = "results/table.csv"
+TABLE_MD_ARTIFACT = "results/table.md"
+TRIAL_CONFIG_ARTIFACT = "trial_config.json"
+ISOTROPY_ARTIFACT_DIR = "isotropy"
+
+
+def groups_artifact(task: str) -> str:
+    return f"groups/{task}.json"
+
+
+def trial_configs_artifact(task: str) -> str:
+    return f"trial_configs/{task}.json"

