@@ -292,8 +292,8 @@ def format_space_summary(space: SweepSpace) -> str:
         points = grid_points(space)
         lines.append(f"first trials ({min(SHOWN_TRIALS, len(points))} of {len(points)} per task):")
         for point in points[:SHOWN_TRIALS]:
-            shown = {k: v for k, v in point.items() if len(axes.get(k, ())) > 1}
-            lines.append("  " + ", ".join(f"{k} {v}" for k, v in (shown or point).items()))
+            shown = {k: point[k] for k in axes if len(axes[k]) > 1} or {k: point[k] for k in axes}
+            lines.append("  " + ", ".join(f"{k} {v}" for k, v in shown.items()))
     recipe = ", ".join(f"{k} {v}" for k, v in space.recipe.model_dump().items())
     scheduler = ", ".join(f"{k} {v}" for k, v in space.scheduler.model_dump().items() if k != "type")
     resources = space.resources

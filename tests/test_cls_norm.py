@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import typing
+
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
-from isobn_tune.cls_norm import CLS_NORMS, build_cls_norm
+from isobn_tune.cls_norm import CLS_NORMS, PARAM_FIELDS, build_cls_norm, params_of
 from isobn_tune.isobn import IsoBN
 
 D = 8
@@ -253,9 +255,27 @@ def test_build_cls_norm_gives_shape_preserving_module(name, expected):
     assert module(x).shape == x.shape
 
 
-def test_build_cls_norm_covers_every_recipe_choice():
-    for name in CLS_NORMS:
-        build_cls_norm(name, D)
+@pytest.mark.parametrize("name", CLS_NORMS)
+def test_every_registered_normaliser_is_a_grid_choice_with_its_hyperparameters(name):
+    from isobn_tune.recipe import TrialConfig
+    from isobn_tune.space.schema import GridSection
+
+    assert name in typing.get_args(TrialConfig.model_fields["cls_norm"].annotation)
+    for param in params_of(name):
+        assert param in GridSection.model_fields and param in TrialConfig.model_fields
+    # Built from one trial config: its own hyperparameters are used, the others' ignored.
+    config = TrialConfig(task="rte", model="m", cls_norm=name)
+    module = build_cls_norm(name, D, **{p: getattr(config, p) for p in PARAM_FIELDS})
+    x = batches(1)[0]
+    assert module(x).shape == x.shape
+
+
+def test_a_normalisers_own_hyperparameters_are_validated_by_its_registry_entry():
+    with pytest.raises(ValueError, match="beta"):
+        build_cls_norm("isobn", D, beta=-1.0)
+    assert type(build_cls_norm("none", D, beta=-1.0)) is nn.Identity  # not its hyperparameter
+    with pytest.raises(TypeError, match="unknown hyperparameter"):
+        build_cls_norm("isobn", D, gamma=1.0)
 
 
 def test_build_cls_norm_passes_isobn_hyperparameters():

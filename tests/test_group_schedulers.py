@@ -270,3 +270,56 @@ def test_restore_mid_run_decides_like_an_uninterrupted_run(tmp_path, group_halvi
 
     assert_groups_move_together(results, RUNGS)
     assert last_epochs(results) == last_epochs(group_halving_run.results)
+
+
+# ----- the sweep's own param space with limited concurrency ------------------------------------
+ORDER_QUALITY = {("none", 2e-5): 0.0, ("none", 1e-4): 0.4, ("isobn", 2e-5): 0.8, ("isobn", 1e-4): 1.2}
+
+
+def grid_point_trainable(config: dict) -> None:
+    """A seed's fixed value each epoch, reported as isobn-tune's trainable reports it, for the
+    configs isobn-tune's own param space produces."""
+    point = config["grid_point"]
+    value = seed_value(ORDER_QUALITY[(point["cls_norm"], point["lr"])], point["seed"])
+    start = 0
+    checkpoint = tune.get_checkpoint()
+    if checkpoint:
+        with checkpoint.as_directory() as folder:
+            start = int(Path(folder, "epoch").read_text())
+    for epoch in range(start + 1, MAX_T + 1):
+        with tempfile.TemporaryDirectory() as folder:
+            Path(folder, "epoch").write_text(str(epoch))
+            tune.report({"epoch": epoch, "objective": value, "best_objective": value},
+                        checkpoint=tune.Checkpoint.from_directory(folder))
+
+
+@pytest.mark.parametrize("scheduler_type", ["asha_by_config", "median_by_config"])
+def test_with_concurrency_equal_to_the_seeds_every_group_decision_sees_all_seeds(
+    tmp_path: Path, scheduler_type: str
+) -> None:
+    """The issue's 12-trial sweep (cls_norm x lr x 3 seeds, max_concurrent_trials 3) through the
+    space file's own param space and scheduler: every milestone decision uses all three seeds."""
+    from isobn_tune.search import build_param_space, build_scheduler
+    from isobn_tune.space import SweepSpace
+
+    space = SweepSpace.model_validate({
+        "name": "order", "model": {"name_or_path": "bert-base-cased"}, "tasks": ["rte"],
+        "grid": {"cls_norm": ["none", "isobn"], "lr": [2e-5, 1e-4], "batch_size": [16], "seeds": list(SEEDS)},
+        "recipe": {"max_epochs": MAX_T},
+        "scheduler": {"type": scheduler_type, "grace_period": 1}
+        | ({"min_groups_required": 1} if scheduler_type == "median_by_config" else {"reduction_factor": 3}),
+        "resources": {"max_concurrent_trials": len(SEEDS)},
+    })
+    tuner = tune.Tuner(
+        tune.with_resources(grid_point_trainable, {"cpu": 1}),
+        param_space=build_param_space(space, "rte"),
+        tune_config=tune.TuneConfig(scheduler=build_scheduler(space),
+                                    max_concurrent_trials=space.resources.max_concurrent_trials),
+        run_config=tune.RunConfig(name="order", storage_path=str(tmp_path), verbose=0),
+    )
+    results = tuner.fit()
+    assert len(results) == 4 * len(SEEDS) and not results.errors
+    book = pickle.loads((tmp_path / "order" / STATE_FILE).read_bytes())
+    assert book.decided_on, "the scheduler decided nothing"
+    assert {len(seeds) for seeds in book.decided_on.values()} == {len(SEEDS)}
+    assert any(not keep for keep in book.decisions.values()), "no configuration was stopped"

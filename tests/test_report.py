@@ -4,6 +4,8 @@ parent run id (as subprocesses), for a sweep run through the CLI, which also che
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -85,3 +87,14 @@ def test_report_of_unknown_run_is_a_user_error(sweep: CliSweep) -> None:
 def test_report_of_non_sweep_directory_is_a_user_error(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="not a sweep directory"):
         print_report(str(tmp_path))
+
+
+def test_report_and_the_space_tools_import_neither_torch_nor_ray() -> None:
+    code = (
+        "import sys\n"
+        "import isobn_tune.cli, isobn_tune.report, isobn_tune.mlflow_runs\n"
+        "import isobn_tune.space, isobn_tune.cls_norm, isobn_tune.statistics\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'ray', 'transformers'}))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

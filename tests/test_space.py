@@ -51,18 +51,19 @@ def with_changes(**sections: Any) -> dict[str, Any]:
     return data
 
 
-@pytest.mark.parametrize(
-    ("file", "per_task", "tasks"),
-    [
-        ("paper_bert_base_isobn.yaml", 3 * 2 * 3 * 5, PAPER_TASKS),
-        ("paper_bert_base_baseline.yaml", 3 * 2 * 5, PAPER_TASKS),
-        ("paper_roberta_large_isobn.yaml", 3 * 2 * 3 * 5, PAPER_TASKS),
-        ("paper_roberta_large_baseline.yaml", 3 * 2 * 5, PAPER_TASKS),
-        ("optuna_refine_beta_alpha.yaml", 20 * 3, 1),
-        ("quickstart.yaml", 2 * 3, 1),
-        ("reproduce_minilm_cpu.yaml", 2 * 5, 4),
-    ],
-)
+SHIPPED = [  # every shipped space file: trials per task, tasks
+    ("paper_bert_base_isobn.yaml", 3 * 2 * 3 * 5, PAPER_TASKS),
+    ("paper_bert_base_baseline.yaml", 3 * 2 * 5, PAPER_TASKS),
+    ("paper_bert_base_isobn_asha.yaml", 3 * 2 * 3 * 5, PAPER_TASKS),
+    ("paper_roberta_large_isobn.yaml", 3 * 2 * 3 * 5, PAPER_TASKS),
+    ("paper_roberta_large_baseline.yaml", 3 * 2 * 5, PAPER_TASKS),
+    ("optuna_refine_beta_alpha.yaml", 20 * 3, 1),
+    ("quickstart.yaml", 2 * 3, 1),
+    ("reproduce_minilm_cpu.yaml", 2 * 5, 4),
+]
+
+
+@pytest.mark.parametrize(("file", "per_task", "tasks"), SHIPPED)
 def test_shipped_space_validates_and_counts_trials(file: str, per_task: int, tasks: int) -> None:
     space = load_space(SPACES / file)
     assert trials_per_task(space) == per_task
@@ -75,7 +76,7 @@ def test_shipped_space_validates_and_counts_trials(file: str, per_task: int, tas
 
 def test_every_shipped_space_is_tested_and_says_how_to_launch() -> None:
     files = sorted(p.name for p in SPACES.glob("*.yaml"))
-    assert len(files) == 7
+    assert files == sorted(name for name, _, _ in SHIPPED)
     for name in files:
         text = (SPACES / name).read_text(encoding="utf-8")
         assert text.startswith("#")
@@ -316,3 +317,77 @@ def test_empty_file_is_a_user_error(tmp_path: Path) -> None:
 
 def test_space_can_be_built_without_a_file() -> None:
     assert trial_count(SweepSpace.model_validate(MINIMAL)) == 1
+
+
+def test_asha_variant_is_the_paper_grid_with_config_level_asha() -> None:
+    paper = load_space(SPACES / "paper_bert_base_isobn.yaml")
+    asha = load_space(SPACES / "paper_bert_base_isobn_asha.yaml")
+    assert asha.grid == paper.grid and asha.recipe == paper.recipe and asha.tasks == paper.tasks
+    assert asha.scheduler.type == "asha_by_config"
+    assert asha.resources.max_concurrent_trials % len(asha.grid.seeds) == 0
+
+
+def test_overrides_change_the_file_and_are_validated_with_it(tmp_path: Path) -> None:
+    path = write_space(tmp_path, MINIMAL)
+    space = load_space(path, ["recipe.max_epochs=3", "grid.seeds=[1, 2]", "scheduler.type=asha_by_config",
+                              "data.max_seq_length=64"])
+    assert (space.recipe.max_epochs, space.grid.seeds, space.scheduler.type) == (3, [1, 2], "asha_by_config")
+    assert space.data.max_seq_length == 64
+    assert load_space(path).recipe.max_epochs == 10  # the file itself is untouched
+    with pytest.raises(UserError) as err:
+        load_space(path, ["grid.lr=[0]", "recipe.epochs=3"])
+    lines = str(err.value).splitlines()
+    assert len(lines) == 2 and all(line.endswith("[set on the command line]") for line in lines)
+    assert "grid.lr[0]: Input should be greater than 0" in lines[0]
+    assert "recipe.epochs: unknown key" in lines[1]
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("recipe", "expected KEY=VALUE"),
+        ("name.first=x", "name is a value, not a section"),
+        ("grid.lr=[1e-5", "invalid YAML value"),
+    ],
+)
+def test_malformed_override_is_a_user_error(tmp_path: Path, override: str, message: str) -> None:
+    with pytest.raises(UserError, match=message):
+        load_space(write_space(tmp_path, MINIMAL), [override])
+
+
+@pytest.mark.parametrize(("scheduler", "limit", "ok"), [
+    ("asha_by_config", 4, True), ("asha_by_config", 3, False), ("median_by_config", 6, False),
+    ("asha", 3, True),
+])
+def test_group_schedulers_need_concurrency_in_multiples_of_the_seeds(
+    tmp_path: Path, scheduler: str, limit: int, ok: bool
+) -> None:
+    data = with_changes(grid={"seeds": [1, 2, 3, 4]}, scheduler={"type": scheduler},
+                        resources={"max_concurrent_trials": limit})
+    if ok:
+        assert load_space(write_space(tmp_path, data)).resources.max_concurrent_trials == limit
+    else:
+        with pytest.raises(UserError, match="must be a multiple of the 4 seeds per configuration"):
+            load_space(write_space(tmp_path, data))
+
+
+@pytest.mark.parametrize("value", [".inf", "1.0e+308", "-.inf", ".nan"])
+def test_non_finite_or_huge_numbers_are_refused(tmp_path: Path, value: str) -> None:
+    path = write_space(tmp_path, MINIMAL)
+    for key in ("grid.lr", "grid.eps"):
+        with pytest.raises(UserError, match=key.replace(".", r"\.")):
+            load_space(path, [f"{key}=[{value}]"])
+    with pytest.raises(UserError, match="recipe.weight_decay"):
+        load_space(path, [f"recipe.weight_decay={value}"])
+
+
+def test_trial_order_nests_normaliser_hyperparameters_inside_lr_and_batch_with_seeds_innermost(
+    tmp_path: Path,
+) -> None:
+    data = with_changes(grid={"cls_norm": ["none", "isobn"], "lr": [1e-5, 2e-5], "beta": [0.25, 0.5],
+                              "seeds": [1, 2]})
+    configs = trial_configs(load_space(write_space(tmp_path, data)), "rte")
+    order = [(c["cls_norm"], c["lr"], c["beta"], c["seed"]) for c in configs]
+    assert order == [("none", lr, 0.5, seed) for lr in (1e-5, 2e-5) for seed in (1, 2)] + [
+        ("isobn", lr, beta, seed) for lr in (1e-5, 2e-5) for beta in (0.25, 0.5) for seed in (1, 2)
+    ]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import sqlite3
 import time
 from collections import defaultdict
@@ -23,6 +24,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import yaml
 from conftest import TINY_MODEL
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
@@ -36,6 +38,7 @@ from mlflow_helpers import (
     write_yaml,
 )
 from process_helpers import kill_session
+from ray.tune.result import AUTO_RESULT_KEYS
 
 from isobn_tune.aggregate import config_group, short_label
 from isobn_tune.isotropy import load_stats
@@ -43,7 +46,7 @@ from isobn_tune.preflight import resolve_tracking_uri
 from isobn_tune.recipe import TrialConfig
 from isobn_tune.redaction import redact, redact_mapping, redact_text
 from isobn_tune.runner import SweepOutcome, run_sweep
-from isobn_tune.space import load_space
+from isobn_tune.space import effective_space_text, load_space
 
 TASK = "stsb"
 MAX_EPOCHS = 2
@@ -81,11 +84,11 @@ def _trial_id(run: Run) -> str:
     return run.data.tags["isobn.trial_id"]
 
 
-def _run_sweep(space_file: Path, name: str) -> Sweep:
+def _run_sweep(space_file: Path, name: str, overrides: tuple[str, ...] = ()) -> Sweep:
     """Run a sweep in-process (on the module's Ray) with no MLFLOW_TRACKING_URI set."""
     with pytest.MonkeyPatch.context() as mp:
         mp.delenv("MLFLOW_TRACKING_URI", raising=False)
-        outcome = run_sweep(space_file, name=name, echo=lambda _: None)
+        outcome = run_sweep(space_file, name=name, overrides=overrides, echo=lambda _: None)
     storage = Path(outcome.sweep_dir.storage)
     manifest = json.loads((storage / name / "sweep.json").read_text())
     client = MlflowClient(manifest["tracking_uri"])
@@ -100,11 +103,14 @@ def sweep(ray_local, glue_dir: Path, tmp_path_factory: pytest.TempPathFactory) -
         glue_dir, root / "results",
         tasks=[TASK],
         grid={"cls_norm": ["none", "isobn"], "lr": [1e-3, 1e-4], "batch_size": [16], "seeds": [1, 2, 3]},
-        recipe={"max_epochs": MAX_EPOCHS},
+        recipe={"max_epochs": MAX_EPOCHS + 3},  # overridden below, as on the command line
         scheduler={"type": "asha", "grace_period": 1, "reduction_factor": 2},
         resources={"cpus_per_trial": 0.25},
     )
-    return _run_sweep(write_yaml(root / "space.yaml", space), "asha")
+    return _run_sweep(write_yaml(root / "space.yaml", space), "asha", OVERRIDES)
+
+
+OVERRIDES = (f"recipe.max_epochs={MAX_EPOCHS}",)
 
 
 @pytest.fixture(scope="module")
@@ -325,8 +331,23 @@ def test_parent_table_markdown(sweep: Sweep) -> None:
     assert row == f"| {TASK} | {cells[0]} | {cells[1]} | {delta} |"
 
 
-def test_parent_space_file_artifact(sweep: Sweep) -> None:
-    assert sweep.artifact_text(sweep.parent, "space.yaml") == redact_text(sweep.space_file.read_text())
+def test_parent_space_file_artifact_is_the_effective_space(sweep: Sweep) -> None:
+    logged = sweep.artifact_text(sweep.parent, "space.yaml")
+    assert logged == redact_text(effective_space_text(sweep.space_file, OVERRIDES))
+    assert load_space(sweep.space_file, OVERRIDES).recipe.max_epochs == MAX_EPOCHS
+    assert yaml.safe_load(logged)["recipe"]["max_epochs"] == MAX_EPOCHS
+    assert max(r.last_epoch for r in sweep.outcome.records) == MAX_EPOCHS
+
+
+def test_every_finite_number_a_trial_reports_reaches_its_child_run(sweep: Sweep) -> None:
+    for child in sweep.children:
+        results = sweep.tune_results(child)
+        reported = {k for k, v in results[-1].items() if k not in AUTO_RESULT_KEYS
+                    and isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)}
+        assert {"torch_threads", "dev_pearson", "train_loss"} <= reported
+        for key in reported:
+            per_epoch = [(step, value) for step, value in _history(sweep, child, key) if step >= 1]
+            assert per_epoch == [(r["epoch"], pytest.approx(r[key])) for r in results], key
 
 
 def test_parent_resolved_trial_configs_artifact(sweep: Sweep) -> None:
