@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from typing import Any, TextIO
@@ -28,14 +29,14 @@ class ProgressLine(Callback):
         self.interval_s = interval_s
         self.stream = stream
         self._start = time.monotonic()
-        self._last_print = 0.0
+        self._last_print = -math.inf  # the first result always prints
 
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "stream": None}
 
     def setup(self, **info: Any) -> None:
         self._start = time.monotonic()
-        self._last_print = 0.0
+        self._last_print = -math.inf  # the first result always prints
 
     def on_trial_result(
         self, iteration: int, trials: list[Trial], trial: Trial, result: dict, **info: Any

@@ -29,6 +29,7 @@ from mlflow_helpers import free_port, tiny_space, trial_runs, write_yaml
 from process_helpers import kill_session, session_pids
 
 from isobn_tune.mlflow_names import STATUS_TAG, TRIAL_TAG
+from isobn_tune.recipe import TrialConfig
 from isobn_tune.trainable import FAIL_AT_ENV
 
 pytestmark = pytest.mark.cluster
@@ -149,7 +150,7 @@ def trial_results(task_dir: Path) -> dict[str, list[dict[str, Any]]]:
 
 
 def trial_seeds(task_dir: Path) -> dict[str, int]:
-    return {d.name: json.loads((d / "params.json").read_text())["seed"]
+    return {d.name: TrialConfig.from_dict(json.loads((d / "params.json").read_text())).seed
             for d in task_dir.iterdir() if (d / "params.json").is_file()}
 
 
