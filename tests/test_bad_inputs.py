@@ -22,8 +22,7 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import TINY_MODEL
-from mlflow_helpers import free_port
+from helpers import free_port, tiny_space
 
 CLI = str(Path(sys.executable).with_name("isobn-tune"))
 SECRET = "pw-s3cret-123"
@@ -136,24 +135,12 @@ class Outcome:
     seconds: float
 
 
-def tiny_space(root: Path, glue_dir: Path) -> Space:
-    return {
-        "name": "tiny", "model": dict(TINY_MODEL), "tasks": ["rte"],
-        "data": {"glue_dir": str(glue_dir), "max_train_examples": 64, "max_dev_examples": 64,
-                 "max_seq_length": 32},
-        "grid": {"cls_norm": ["none", "isobn"], "lr": [1e-3], "batch_size": [16], "seeds": [1, 2]},
-        "recipe": {"max_epochs": 2},
-        "run": {"storage_path": str(root / "results")},
-        "mlflow": {"tracking_uri": f"sqlite:///{root / 'mlflow.db'}"},
-    }
-
-
 def prepare(case: Case, root: Path, glue_dir: Path) -> list[str]:
     """Write the case's files under ``root``; its ``isobn-tune`` command line."""
     root.mkdir(parents=True)
     space_file = root / "space.yaml"
     if case.raw_file is None:
-        space = tiny_space(root, glue_dir)
+        space = tiny_space(glue_dir, root / "results", tracking_uri=f"sqlite:///{root / 'mlflow.db'}")
         case.mutate(space)
         space_file.write_text(yaml.safe_dump(space, sort_keys=False))
     else:

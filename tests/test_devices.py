@@ -18,21 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import ray
 from mlflow.tracking import MlflowClient
 
 from isobn_tune.mlflow_names import PARENT_TAG, TRIAL_TAG
 from isobn_tune.runner import run_sweep
-
-
-@pytest.fixture(scope="module")
-def fake_gpus() -> Any:
-    """Two CPUs and two (declared) GPUs for this module; shut down afterwards."""
-    if ray.is_initialized():
-        ray.shutdown()
-    ray.init(num_cpus=2, num_gpus=2, include_dashboard=False, logging_level="WARNING")
-    yield
-    ray.shutdown()
 
 
 def sweep_on_gpus(write_space: Callable[..., Path], gpus_per_trial: float) -> list[dict[str, Any]]:
@@ -76,7 +65,7 @@ def most_at_once(trials: list[dict[str, Any]]) -> int:
 
 
 def test_whole_gpu_trials_get_distinct_gpus_and_at_most_two_run(
-    fake_gpus: Any, write_space: Callable
+    ray_session: Any, write_space: Callable
 ) -> None:
     trials = sweep_on_gpus(write_space, gpus_per_trial=1)
     assert most_at_once(trials) <= 2
@@ -84,7 +73,7 @@ def test_whole_gpu_trials_get_distinct_gpus_and_at_most_two_run(
 
 
 @pytest.mark.slow
-def test_half_gpu_trials_share_gpus_and_all_start_together(fake_gpus: Any, write_space: Callable) -> None:
+def test_half_gpu_trials_share_gpus_and_all_start_together(ray_session: Any, write_space: Callable) -> None:
     trials = sweep_on_gpus(write_space, gpus_per_trial=0.5)
     gpus = gpus_by_actor(trials)
     assert len(gpus) == 3  # three actors at once: half a GPU each fits three on two GPUs

@@ -21,7 +21,6 @@ from typing import NamedTuple
 
 import numpy as np
 import pytest
-import ray
 from ray import cloudpickle, tune
 from ray.tune.schedulers import ASHAScheduler, TrialScheduler
 
@@ -76,13 +75,11 @@ class InterruptAtRung(tune.Callback):
 
 
 @pytest.fixture(scope="module", autouse=True)
-def ray_cluster():
+def trainables_by_value(ray_session):
     # Ship this module's trainable by value: trial workers cannot import a test module by name.
     module = sys.modules[__name__]
     cloudpickle.register_pickle_by_value(module)
-    ray.init(num_cpus=2, include_dashboard=False, configure_logging=False)
     yield
-    ray.shutdown()
     cloudpickle.unregister_pickle_by_value(module)
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import pickle
 import signal
 import subprocess
 import sys
@@ -25,12 +24,10 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import TINY_MODEL, poll
+from helpers import TINY_MODEL, poll, saved_book, session_pids, trial_results
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
-from process_helpers import session_pids
 
-from isobn_tune.group_schedulers import STATE_FILE
 from isobn_tune.groups import group_key
 from isobn_tune.mlflow_names import STATUS_TAG, TRIAL_TAG
 from isobn_tune.mlflow_runs import child_runs
@@ -82,22 +79,6 @@ def trial_statuses(task_dir: Path) -> dict[str, str] | None:
         return None
     trials = (json.loads(trial_json) for trial_json, _ in state["trial_data"])
     return {trial["trial_id"]: trial["status"] for trial in trials}
-
-
-def saved_book(task_dir: Path) -> Any:
-    """The group scheduler's saved run state; None while missing or half-written."""
-    try:
-        return pickle.loads((task_dir / STATE_FILE).read_bytes())
-    except (OSError, EOFError, pickle.UnpicklingError):
-        return None
-
-
-def trial_rows(task_dir: Path) -> dict[str, list[dict[str, Any]]]:
-    """Every trial's reported results (Tune's ``result.json``), by trial id."""
-    return {
-        d.name: [json.loads(line) for line in (d / "result.json").read_text().splitlines()]
-        for d in sorted(task_dir.iterdir()) if (d / "result.json").is_file()
-    }
 
 
 def last_epochs_by_group(rows: dict[str, list[dict[str, Any]]]) -> dict[str, list[int]]:
@@ -177,7 +158,7 @@ def interrupted(
     parent = client.get_run(manifest["parent_run_id"])
     runs = child_runs(client, parent.info.experiment_id, parent.info.run_id)
     return Interrupted(statuses_at_kill, book_at_kill, resume, trial_statuses(task_dir), saved_book(task_dir),
-                       trial_rows(task_dir), runs)
+                       trial_results(task_dir), runs)
 
 
 # ----- the tests ---------------------------------------------------------------------------------

@@ -15,10 +15,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import TINY_MODEL
+from helpers import (
+    TINY_MODEL,
+    artifact_bytes,
+    artifact_files,
+    mlflow_server,
+    tiny_space,
+    trial_runs,
+    write_yaml,
+)
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
-from mlflow_helpers import artifact_bytes, artifact_files, mlflow_server, tiny_space, trial_runs, write_yaml
 
 from isobn_tune.runner import run_sweep
 
@@ -43,7 +50,7 @@ class ServerSweep:
 
 
 @pytest.fixture(scope="module")
-def sweep(ray_local, glue_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerSweep]:
+def sweep(ray_session, glue_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerSweep]:
     root = tmp_path_factory.mktemp("server")
     with mlflow_server(f"sqlite:///{root / 'server.db'}", root) as server, pytest.MonkeyPatch.context() as mp:
         url = server.url

@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import mlflow_server, tiny_space, trial_runs, write_yaml
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
-from mlflow_helpers import mlflow_server, tiny_space, trial_runs, write_yaml
 
 from isobn_tune.runner import run_sweep
 
@@ -51,7 +51,7 @@ def browser() -> Iterator[Any]:
 
 @pytest.fixture(scope="module")
 def ui(
-    browser: Any, ray_local: Any, glue_dir: Path, tmp_path_factory: pytest.TempPathFactory
+    browser: Any, ray_session: Any, glue_dir: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[UiSweep]:
     """A two-seed sweep logged to the default store beside its results, served by ``mlflow ui``
     (which boots while the sweep runs)."""

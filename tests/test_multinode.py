@@ -14,19 +14,28 @@ import os
 import secrets
 import shutil
 import subprocess
-import sys
 import tempfile
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import (
+    cli,
+    experiment_state,
+    free_port,
+    kill_session,
+    poll,
+    session_pids,
+    start_cli,
+    tiny_space,
+    trial_results,
+    trial_runs,
+    write_yaml,
+)
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
-from mlflow_helpers import free_port, tiny_space, trial_runs, write_yaml
-from process_helpers import kill_session, session_pids
 
 from isobn_tune.mlflow_names import STATUS_TAG, TRIAL_TAG
 from isobn_tune.recipe import TrialConfig
@@ -93,15 +102,11 @@ class Cluster:
         for node in reversed(self.nodes):
             node.kill()
 
-    def cli(self, *args: str, env: dict[str, str] | None = None, timeout: float = POLL_TIMEOUT_S
-            ) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "isobn_tune.cli", *args], env=env or self.env,
-                              capture_output=True, text=True, timeout=timeout)
+    def cli(self, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+        return cli(*args, env=env or self.env)
 
     def start_cli(self, log: Path, *args: str) -> subprocess.Popen:
-        with log.open("w") as out:
-            return subprocess.Popen([sys.executable, "-m", "isobn_tune.cli", *args], env=self.env,
-                                    stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        return start_cli(*args, log=log, env=self.env)
 
 
 def _raylet_node_id(session: int) -> str:
@@ -140,30 +145,9 @@ def cluster(glue_dir: Path) -> Iterator[Cluster]:
 
 # ----- reading what a sweep left behind -----------------------------------------------------------
 
-def trial_results(task_dir: Path) -> dict[str, list[dict[str, Any]]]:
-    """Every trial's Tune results (``result.json``, one row per report) by trial id; a line still
-    being written is left out."""
-    rows = {f.parent.name: [json.loads(line) for line in f.read_text().splitlines(keepends=True)
-                            if line.endswith("\n")]
-            for f in sorted(task_dir.glob("*/result.json"))}
-    return {trial_id: r for trial_id, r in rows.items() if r}
-
-
 def trial_seeds(task_dir: Path) -> dict[str, int]:
     return {d.name: TrialConfig.from_dict(json.loads((d / "params.json").read_text())).seed
             for d in task_dir.iterdir() if (d / "params.json").is_file()}
-
-
-def experiment_state(task_dir: Path) -> dict[str, dict[str, Any]]:
-    """Tune's saved state of each trial: status, number of failures, last reported epoch."""
-    files = sorted(task_dir.glob("experiment_state-*.json"))
-    state = json.loads(files[-1].read_text())
-    trials = {}
-    for trial_json, runtime_json in state["trial_data"]:
-        trial, runtime = json.loads(trial_json), json.loads(runtime_json)
-        trials[trial["trial_id"]] = {"status": trial["status"], "failures": runtime["num_failures"],
-                                     "epoch": runtime["last_result"].get("epoch", 0)}
-    return trials
 
 
 @dataclass
@@ -182,17 +166,6 @@ def tracked(sweep_dir: Path) -> Tracked:
     client = MlflowClient(manifest["tracking_uri"])
     parent = client.get_run(manifest["parent_run_id"])
     return Tracked(client, parent, {r.data.tags[TRIAL_TAG]: r for r in trial_runs(client, parent)})
-
-
-def poll(condition: Callable[[], Any], what: str, proc: subprocess.Popen) -> Any:
-    deadline = time.monotonic() + POLL_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if value := condition():
-            return value
-        if proc.poll() is not None:
-            pytest.fail(f"the sweep exited ({proc.returncode}) before {what}")
-        time.sleep(0.3)
-    pytest.fail(f"timed out waiting for {what}")
 
 
 def epochs(rows: list[dict[str, Any]]) -> list[int]:

@@ -12,9 +12,9 @@ from typing import Any
 
 import numpy as np
 import pytest
+from helpers import artifact_bytes, run_cli, tiny_space, trial_runs, write_yaml
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
-from mlflow_helpers import artifact_bytes, run_cli, tiny_space, trial_runs, write_yaml
 
 from isobn_tune.cli import main
 from isobn_tune.errors import UserError
@@ -32,7 +32,7 @@ class CliSweep:
 
 
 @pytest.fixture(scope="module")
-def sweep(ray_local: Any, glue_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> CliSweep:
+def sweep(ray_session: Any, glue_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> CliSweep:
     """A sweep run through the CLI's ``main`` in-process (on the module's Ray)."""
     root = tmp_path_factory.mktemp("report")
     uri = {name: f"sqlite:///{root / name}.db" for name in ("cli", "file", "env")}

@@ -11,8 +11,6 @@ import logging
 import os
 import re
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -23,9 +21,8 @@ import numpy as np
 import pytest
 import ray
 import yaml
-from conftest import poll
+from helpers import cli, experiment_state, poll, runs_by_trial, session_pids, start_cli, trial_results
 from mlflow.tracking import MlflowClient
-from process_helpers import session_pids
 from ray.tune.experiment import Trial
 from ray.tune.search.optuna import OptunaSearch
 
@@ -35,7 +32,7 @@ from isobn_tune.checkpoint_layout import ISOTROPY_FILE
 from isobn_tune.cli import main
 from isobn_tune.errors import UserError
 from isobn_tune.metrics import BEST_OBJECTIVE
-from isobn_tune.mlflow_names import PARENT_TAG, STATUS_TAG, TRIAL_TAG
+from isobn_tune.mlflow_names import STATUS_TAG
 from isobn_tune.mlflow_runs import epoch_metrics
 from isobn_tune.progress import ProgressLine, format_progress
 from isobn_tune.runner import EXCESSIVE_SNAPSHOT_WARNING_ENV, SweepOutcome, run_sweep
@@ -53,48 +50,8 @@ EPOCH_METRICS = ("objective", "dev_accuracy", "best_objective", "best_epoch", "t
 
 # ----- helpers: reading what a sweep left on disk ------------------------------------------------
 
-def trial_results(task_dir: Path) -> dict[str, list[dict[str, Any]]]:
-    """Every trial's result rows (Tune's ``result.json``, one line per report), by trial id."""
-    if not task_dir.is_dir():
-        return {}
-    return {
-        d.name: [json.loads(line) for line in (d / "result.json").read_text().splitlines()]
-        for d in sorted(task_dir.iterdir()) if (d / "result.json").is_file()
-    }
-
-
-def experiment_state(task_dir: Path) -> dict[str, tuple[str, int]] | None:
-    """Tune's saved view of an experiment: trial id -> (status, last reported epoch); None while
-    the state file is missing or half-written."""
-    files = sorted(task_dir.glob("experiment_state-*.json"))
-    if not files:
-        return None
-    try:
-        state = json.loads(files[-1].read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
-    trials = {}
-    for trial_json, runtime_json in state["trial_data"]:
-        trial, runtime = json.loads(trial_json), json.loads(runtime_json)
-        trials[trial["trial_id"]] = (trial["status"], int(runtime["last_result"].get("epoch", 0)))
-    return trials
-
-
-def child_runs(tracking_uri: str, parent_run_id: str) -> dict[str, Any]:
-    """The sweep's MLflow trial runs by trial id."""
-    client = MlflowClient(tracking_uri)
-    experiment_id = client.get_run(parent_run_id).info.experiment_id
-    runs = client.search_runs([experiment_id], filter_string=f"tags.`{PARENT_TAG}` = '{parent_run_id}'")
-    return {run.data.tags[TRIAL_TAG]: run for run in runs}
-
-
 def metric_steps(tracking_uri: str, run_id: str, key: str = "objective") -> list[int]:
     return sorted(m.step for m in MlflowClient(tracking_uri).get_metric_history(run_id, key))
-
-
-def cli(*args: str, timeout: float = POLL_TIMEOUT_S) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "isobn_tune.cli", *args], capture_output=True, text=True,
-                          timeout=timeout)
 
 
 # ----- the MiniLM-L6 ASHA sweep, run once for the module ----------------------------------------
@@ -129,7 +86,7 @@ def counting_puts() -> Iterator[list[str]]:
 
 @pytest.fixture(scope="module")
 def minilm_sweep(
-    ray_local: Any, glue_dir: Path, minilm_path: Path, tmp_path_factory: pytest.TempPathFactory
+    ray_session: Any, glue_dir: Path, minilm_path: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Sweep:
     """The real MiniLM-L6 on 128 RTE training and 64 dev examples: none vs isobn x 3 seeds under
     ASHA, 2 epochs, one CPU per trial."""
@@ -215,7 +172,7 @@ def test_progress_line_is_printed_while_the_sweep_runs(minilm_sweep: Sweep) -> N
 
 
 def test_mlflow_has_one_run_per_trial_with_its_epochs(minilm_sweep: Sweep) -> None:
-    runs = child_runs(minilm_sweep.tracking_uri, minilm_sweep.outcome.parent_run_id)
+    runs = runs_by_trial(minilm_sweep.tracking_uri, minilm_sweep.outcome.parent_run_id)
     results = trial_results(minilm_sweep.task_dir)
     records = {r.trial_id: r for r in minilm_sweep.outcome.records}
     assert runs.keys() == results.keys()
@@ -292,7 +249,7 @@ def test_progress_line_is_throttled_on_results_but_not_when_trials_end() -> None
 # ----- Optuna refinement (tiny random-init model) ------------------------------------------------
 
 def test_optuna_refinement_runs_points_in_range_at_every_seed_judged_by_the_median(
-    ray_local: Any, write_space: Callable[..., Path], tmp_path: Path
+    ray_session: Any, write_space: Callable[..., Path], tmp_path: Path
 ) -> None:
     space_file = write_space(
         grid={"cls_norm": ["isobn"], "seeds": [1, 2]},
@@ -320,23 +277,12 @@ def test_optuna_refinement_runs_points_in_range_at_every_seed_judged_by_the_medi
 
 # ----- interrupted sweeps: kill the driver, resume; retry errored trials -------------------------
 
-def start_sweep(space_file: Path, name: str, log: Path) -> subprocess.Popen:
-    """``isobn-tune run`` in its own session, so that killing the group kills the driver and the
-    local Ray cluster it started, as a crash of the machine's job would."""
-    with log.open("w") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "isobn_tune.cli", "run", str(space_file), "--name", name,
-             "--address", "local"],
-            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-        )
-
-
 def some_finished_some_running(task_dir: Path, max_epochs: int) -> dict[str, tuple[str, int]] | None:
     state = experiment_state(task_dir)
     if not state:
         return None
-    finished = [t for t, (status, epoch) in state.items() if status == "TERMINATED" and epoch == max_epochs]
-    running = [t for t, (status, epoch) in state.items() if status == "RUNNING" and 1 <= epoch < max_epochs]
+    finished = [t for t, s in state.items() if s["status"] == "TERMINATED" and s["epoch"] == max_epochs]
+    running = [t for t, s in state.items() if s["status"] == "RUNNING" and 1 <= s["epoch"] < max_epochs]
     return state if finished and running else None
 
 
@@ -347,7 +293,8 @@ def test_killed_sweep_resumes_without_rerunning_finished_trials(
     max_epochs = 6
     space_file = write_space(grid={"seeds": [1, 2, 3]}, recipe={"max_epochs": max_epochs})
     task_dir = tmp_path / "results" / "killed" / "rte"
-    proc = start_sweep(space_file, "killed", tmp_path / "run.log")
+    proc = start_cli("run", str(space_file), "--name", "killed", "--address", "local",
+                     log=tmp_path / "run.log")
     try:
         poll(lambda: some_finished_some_running(task_dir, max_epochs), "a finished and a running trial", proc,
              POLL_TIMEOUT_S)
@@ -358,8 +305,8 @@ def test_killed_sweep_resumes_without_rerunning_finished_trials(
          timeout_s=POLL_TIMEOUT_S)
 
     before = experiment_state(task_dir)
-    finished = {t for t, (status, _) in before.items() if status == "TERMINATED"}
-    started = {t for t, (status, epoch) in before.items() if status != "TERMINATED" and epoch >= 1}
+    finished = {t for t, s in before.items() if s["status"] == "TERMINATED"}
+    started = {t for t, s in before.items() if s["status"] != "TERMINATED" and s["epoch"] >= 1}
     assert finished and started
     results_before = {t: (task_dir / t / "result.json").read_text() for t in finished | started}
 
@@ -367,7 +314,7 @@ def test_killed_sweep_resumes_without_rerunning_finished_trials(
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
 
     after = experiment_state(task_dir)
-    assert {status for status, _ in after.values()} == {"TERMINATED"} and len(after) == 6
+    assert {s["status"] for s in after.values()} == {"TERMINATED"} and len(after) == 6
     rows = trial_results(task_dir)
     for trial_id in finished:
         assert (task_dir / trial_id / "result.json").read_text() == results_before[trial_id]
@@ -379,7 +326,7 @@ def test_killed_sweep_resumes_without_rerunning_finished_trials(
     assert all(r[-1]["epoch"] == max_epochs for r in rows.values())
 
     manifest = json.loads((task_dir.parent / "sweep.json").read_text())
-    runs = child_runs(manifest["tracking_uri"], manifest["parent_run_id"])
+    runs = runs_by_trial(manifest["tracking_uri"], manifest["parent_run_id"])
     for trial_id in finished:
         steps = metric_steps(manifest["tracking_uri"], runs[trial_id].info.run_id)
         assert steps == list(range(1, max_epochs + 1))
@@ -399,7 +346,7 @@ def broken_model_copy(folder: Path, minilm_path: Path) -> Path:
 
 
 def test_errored_trials_are_retried_only_on_request(
-    ray_local: Any, write_space: Callable[..., Path], minilm_path: Path, tmp_path: Path,
+    ray_session: Any, write_space: Callable[..., Path], minilm_path: Path, tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     model_dir = broken_model_copy(tmp_path / "model", minilm_path)
@@ -418,7 +365,8 @@ def test_errored_trials_are_retried_only_on_request(
 
     (model_dir / "config.json").write_bytes((minilm_path / "config.json").read_bytes())  # the cause is fixed
     assert main(["resume", str(root), "--retry-errored"]) == 0
-    assert experiment_state(root / "rte") == {trial_id: ("TERMINATED", 2) for trial_id in errors}
+    state = experiment_state(root / "rte")
+    assert {t: (s["status"], s["epoch"]) for t, s in state.items()} == {t: ("TERMINATED", 2) for t in errors}
 
 
 # ----- one-line errors of run / resume ------------------------------------------------------------
@@ -461,7 +409,7 @@ def test_existing_sweep_name_is_refused(write_space: Callable[..., Path], tmp_pa
 
 
 def test_short_epochs_do_not_flood_the_console_with_tune_snapshot_warnings(
-    ray_local: Any, write_space: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
+    ray_session: Any, write_space: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Tiny epochs with one checkpoint kept make Tune snapshot its experiment state after every
     epoch; by default it warns for each pair within 5 s (16 warnings for this 4-trial sweep)."""

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from process_helpers import kill_session, session_pids
+from helpers import kill_session, session_pids
 
 START_LOCAL_RAY = (
     "import sys, ray\n"

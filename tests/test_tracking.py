@@ -25,19 +25,19 @@ from typing import Any
 import numpy as np
 import pytest
 import yaml
-from conftest import TINY_MODEL
-from mlflow.entities import Run
-from mlflow.tracking import MlflowClient
-from mlflow_helpers import (
+from helpers import (
+    TINY_MODEL,
     artifact_bytes,
     artifact_files,
+    kill_session,
     run_cli,
     start_cli,
     tiny_space,
     trial_runs,
     write_yaml,
 )
-from process_helpers import kill_session
+from mlflow.entities import Run
+from mlflow.tracking import MlflowClient
 from ray.tune.result import AUTO_RESULT_KEYS
 
 from isobn_tune.aggregate import config_group, short_label
@@ -97,7 +97,7 @@ def _run_sweep(space_file: Path, name: str, overrides: tuple[str, ...] = ()) -> 
 
 
 @pytest.fixture(scope="module")
-def sweep(ray_local, glue_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Sweep:
+def sweep(ray_session, glue_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Sweep:
     root = tmp_path_factory.mktemp("asha")
     space = tiny_space(
         glue_dir, root / "results",
@@ -114,7 +114,7 @@ OVERRIDES = (f"recipe.max_epochs={MAX_EPOCHS}",)
 
 
 @pytest.fixture(scope="module")
-def errored(ray_local, glue_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Sweep:
+def errored(ray_session, glue_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Sweep:
     root = tmp_path_factory.mktemp("errored")
     model = TINY_MODEL | {"overrides": TINY_MODEL["overrides"] | {"type_vocab_size": 1}}
     space = tiny_space(glue_dir, root / "results", model=model,

@@ -1,0 +1,279 @@
+"""Helpers shared by the tests: the tiny sweep, waiting, processes by session, the CLI, reading
+what Tune left on disk and what MLflow holds, and `mlflow server` processes."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import pickle
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+import yaml
+from mlflow.entities import Run
+from mlflow.tracking import MlflowClient
+
+from isobn_tune.group_schedulers import STATE_FILE
+from isobn_tune.mlflow_names import TRIAL_TAG
+from isobn_tune.mlflow_runs import child_runs
+
+POLL_TIMEOUT_S = 600
+SERVER_ENV = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+
+# ----- the tiny sweep ----------------------------------------------------------------------------
+TINY_MODEL = {
+    "name_or_path": "minilm",  # the real MiniLM tokenizer and config ...
+    "random_init": True,  # ... with random weights and a tiny encoder: trials take seconds
+    "overrides": {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
+                  "intermediate_size": 64},
+}
+
+
+def tiny_space(glue_dir: Path, storage: Path, *, tracking_uri: str | None = None,
+               **sections: Any) -> dict[str, Any]:
+    """A small sweep as a space-file dict: tiny random-init encoder on 64 RTE examples, none vs
+    isobn x 2 seeds, 2 epochs, no retries, results under ``storage``; ``sections`` replace whole
+    top-level sections."""
+    space: dict[str, Any] = {
+        "name": "tiny",
+        "model": TINY_MODEL,
+        "tasks": ["rte"],
+        "data": {"glue_dir": str(glue_dir), "max_train_examples": 64, "max_dev_examples": 64,
+                 "max_seq_length": 32},
+        "grid": {"cls_norm": ["none", "isobn"], "lr": [1e-3], "batch_size": [16], "seeds": [1, 2]},
+        "recipe": {"max_epochs": 2},
+        "scheduler": {"type": "fifo"},
+        "resources": {"cpus_per_trial": 1},
+        "run": {"storage_path": str(storage), "max_failures": 0},
+    }
+    if tracking_uri is not None:
+        space["mlflow"] = {"tracking_uri": tracking_uri}
+    return space | sections
+
+
+def merge(base: dict, extra: dict) -> dict:
+    """``base`` with ``extra`` deep-merged over it."""
+    out = dict(base)
+    for key, value in extra.items():
+        nested = isinstance(value, dict) and isinstance(out.get(key), dict)
+        out[key] = merge(out[key], value) if nested else value
+    return out
+
+
+def write_yaml(path: Path, content: dict[str, Any]) -> Path:
+    path.write_text(yaml.safe_dump(content, sort_keys=False))
+    return path
+
+
+def poll(condition: Callable[[], Any], what: str, proc: subprocess.Popen | None = None,
+         timeout_s: float = POLL_TIMEOUT_S) -> Any:
+    """Wait until ``condition()`` is truthy and return it; fail early if ``proc`` exits."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        if proc is not None and proc.poll() is not None:
+            pytest.fail(f"the sweep exited ({proc.returncode}) before {what}")
+        time.sleep(0.3)
+    pytest.fail(f"timed out waiting for {what}")
+
+
+# ----- what Tune left on disk --------------------------------------------------------------------
+def trial_results(task_dir: Path) -> dict[str, list[dict[str, Any]]]:
+    """Every trial's result rows (Tune's ``result.json``, one line per report), by trial id."""
+    if not task_dir.is_dir():
+        return {}
+    return {
+        d.name: [json.loads(line) for line in (d / "result.json").read_text().splitlines()]
+        for d in sorted(task_dir.iterdir()) if (d / "result.json").is_file()
+    }
+
+
+def experiment_state(task_dir: Path) -> dict[str, dict[str, Any]] | None:
+    """Tune's saved state of each trial (status, number of failures, last reported epoch); None
+    while the state file is missing or half-written."""
+    files = sorted(task_dir.glob("experiment_state-*.json"))
+    if not files:
+        return None
+    try:
+        state = json.loads(files[-1].read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    trials = {}
+    for trial_json, runtime_json in state["trial_data"]:
+        trial, runtime = json.loads(trial_json), json.loads(runtime_json)
+        trials[trial["trial_id"]] = {"status": trial["status"], "failures": runtime["num_failures"],
+                                     "epoch": runtime["last_result"].get("epoch", 0)}
+    return trials
+
+
+def saved_book(task_dir: Path) -> Any:
+    """A group scheduler's saved run state; None while missing or half-written."""
+    try:
+        return pickle.loads((task_dir / STATE_FILE).read_bytes())
+    except (OSError, EOFError, pickle.UnpicklingError):
+        return None
+
+
+# ----- processes by session ----------------------------------------------------------------------
+def session_pids(session_id: int) -> list[int]:
+    """Live (non-zombie) processes of a session."""
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[3]) == session_id and fields[0] != "Z":
+            pids.append(int(stat.parent.name))
+    return pids
+
+
+def kill_session(session_id: int, timeout_s: float = 60) -> list[int]:
+    """SIGKILL every process of a session until none is left or ``timeout_s`` has passed;
+    the pids still alive afterwards."""
+    deadline = time.monotonic() + timeout_s
+    while (pids := session_pids(session_id)) and time.monotonic() < deadline:
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.2)
+    return session_pids(session_id)
+
+
+def stop_session(proc: subprocess.Popen, grace_s: float = 15.0) -> list[int]:
+    """SIGTERM the process group of ``proc`` (started with ``start_new_session=True``), SIGKILL
+    whatever of its session is left after ``grace_s``, reap ``proc``; the pids still alive."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    while session_pids(proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    survivors = kill_session(proc.pid)
+    proc.wait(timeout=30)
+    return survivors
+
+
+# ----- the CLI and MLflow ------------------------------------------------------------------------
+def trial_runs(client: MlflowClient, parent: Run) -> list[Run]:
+    return child_runs(client, parent.info.experiment_id, parent.info.run_id)
+
+
+def runs_by_trial(tracking_uri: str, parent_run_id: str) -> dict[str, Run]:
+    """A sweep's child runs by trial id."""
+    client = MlflowClient(tracking_uri)
+    return {run.data.tags[TRIAL_TAG]: run for run in trial_runs(client, client.get_run(parent_run_id))}
+
+
+def artifact_files(client: MlflowClient, run_id: str, path: str | None = None) -> list[str]:
+    """Every artifact file of a run, recursively."""
+    files = []
+    for info in client.list_artifacts(run_id, path):
+        files += artifact_files(client, run_id, info.path) if info.is_dir else [info.path]
+    return files
+
+
+def artifact_bytes(client: MlflowClient, run_id: str, path: str) -> bytes:
+    with tempfile.TemporaryDirectory() as tmp:
+        return Path(client.download_artifacts(run_id, path, tmp)).read_bytes()
+
+
+def cli(*args: str, env: dict[str, str] | None = None, timeout: float = POLL_TIMEOUT_S
+        ) -> subprocess.CompletedProcess[str]:
+    """``isobn-tune ARGS`` (as ``python -m isobn_tune.cli``), waited for, output captured."""
+    return subprocess.run([sys.executable, "-m", "isobn_tune.cli", *args], env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def start_cli(*args: str, log: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """``isobn-tune ARGS`` in the background, in its own session (so that killing the session
+    kills the driver and the local Ray it started, as a crash would), output to ``log``."""
+    with log.open("w") as out:
+        return subprocess.Popen([sys.executable, "-m", "isobn_tune.cli", *args], env=env, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, timeout_s: float = 900
+) -> subprocess.CompletedProcess[str]:
+    """``isobn-tune ARGS`` in its own session; every process it leaves behind (Ray) is killed."""
+    proc = subprocess.Popen(["isobn-tune", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=env, start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout_s)
+    finally:
+        survivors = kill_session(proc.pid)
+        proc.wait(timeout=30)
+    assert not survivors, f"processes of `isobn-tune {' '.join(args)}` survived: {survivors}"
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class MlflowServer:
+    """A started ``mlflow server`` / ``mlflow ui`` process and its URL."""
+
+    url: str
+    proc: subprocess.Popen
+    log: Path
+
+    def wait_healthy(self, timeout_s: float = 120.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"mlflow exited with {self.proc.returncode}:\n{self._log_tail()}")
+            try:
+                if requests.get(f"{self.url}/health", timeout=2).ok:
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(0.5)
+        raise TimeoutError(f"mlflow at {self.url} not healthy after {timeout_s} s:\n{self._log_tail()}")
+
+    def _log_tail(self) -> str:
+        return self.log.read_text()[-2000:]
+
+
+@contextmanager
+def mlflow_server(
+    backend_uri: str, workdir: Path, command: str = "server", wait: bool = True
+) -> Iterator[MlflowServer]:
+    """``mlflow server`` (or ``mlflow ui``) on 127.0.0.1 (one worker, job execution off,
+    artifacts under ``workdir``), healthy unless ``wait`` is false; its whole session is
+    stopped afterwards, asserting that none of its processes survive."""
+    port = free_port()
+    log = workdir / f"mlflow-{command}.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            ["mlflow", command, "--backend-store-uri", backend_uri,
+             "--artifacts-destination", str(workdir / "server-artifacts"),
+             "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+            cwd=workdir, env=os.environ | SERVER_ENV, stdout=out, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    server = MlflowServer(f"http://127.0.0.1:{port}", proc, log)
+    try:
+        if wait:
+            server.wait_healthy()
+        yield server
+    finally:
+        survivors = stop_session(proc)
+        assert not survivors, f"mlflow {command} processes survived: {survivors}"
