@@ -62,8 +62,7 @@ def trial_status(cfg: TrialConfig, metrics: Mapping[str, Any], errored: bool) ->
     epoch = int(metrics.get("epoch", 0))
     if epoch >= cfg.max_epochs:
         return "finished"
-    best_epoch = int(metrics.get("best_epoch", 0))
-    if cfg.patience is not None and epoch - best_epoch >= cfg.patience:
+    if cfg.patience_exhausted(epoch, int(metrics.get("best_epoch", 0))):
         return "finished"
     return "stopped"
 

@@ -110,6 +110,10 @@ class TrialConfig(Recipe, GridPoint, _ModelFields):  # type: ignore[misc,valid-t
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump()
 
+    def patience_exhausted(self, epoch: int, best_epoch: int) -> bool:
+        """Whether ``patience`` epochs have passed since the best one: the trial is done."""
+        return self.patience is not None and epoch - best_epoch >= self.patience
+
     def norm_params(self) -> dict[str, Any]:
         """The hyperparameters of this trial's normaliser."""
         return {k: getattr(self, k) for k in params_of(self.cls_norm)}

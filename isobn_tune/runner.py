@@ -208,15 +208,23 @@ def _build_tuner(space: SweepSpace, task: str, sweep_dir: SweepDir, trainable: A
         run_config=tune.RunConfig(
             name=task,
             storage_path=sweep_dir.root,
-            checkpoint_config=tune.CheckpointConfig(
-                num_to_keep=space.run.checkpoints_to_keep,
-                checkpoint_score_attribute=OBJECTIVE,
-                checkpoint_score_order="max",
-            ),
+            checkpoint_config=_checkpoint_config(space),
             failure_config=tune.FailureConfig(max_failures=space.run.max_failures),
             callbacks=[tracker.callback(task), ProgressLine(task, total=trials_per_task(space))],
             verbose=0,
         ),
+    )
+
+
+def _checkpoint_config(space: SweepSpace) -> tune.CheckpointConfig:
+    """Keep each trial's best checkpoints by dev objective; under PBT its latest ones instead, since
+    an exploit restores another trial from the checkpoint that was its latest when PBT decided,
+    and a score-ordered retention may already have deleted it (a tie at the top is enough)."""
+    if space.scheduler.type == "pbt":
+        return tune.CheckpointConfig(num_to_keep=space.run.checkpoints_to_keep)
+    return tune.CheckpointConfig(
+        num_to_keep=space.run.checkpoints_to_keep, checkpoint_score_attribute=OBJECTIVE,
+        checkpoint_score_order="max",
     )
 
 

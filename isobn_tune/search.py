@@ -75,8 +75,12 @@ def build_scheduler(space: SweepSpace) -> TrialScheduler:
             reduction_factor=section.reduction_factor,
         )
     if section.type == "median":
+        # Without enough trials to compare with, Ray's rule pauses a trial to let pending ones run
+        # (time slicing); a minimum slice of the whole budget turns that off: a trial runs on, and
+        # a pause never drops the epoch it was reporting.
         return MedianStoppingRule(
-            **common, grace_period=section.grace_period, min_samples_required=section.min_samples_required
+            **common, grace_period=section.grace_period, min_samples_required=section.min_samples_required,
+            min_time_slice=max_t,
         )
     if section.type == "pbt":
         return PopulationBasedTraining(

@@ -194,6 +194,11 @@ def train(
             torch.cuda.set_rng_state(state["rng_cuda"])
         result = TrialResult(state["best_objective"], state["best_epoch"], state["history"])
         start_epoch = state["epoch"] + 1
+        # A scheduler can pause a trial right after it reported the epoch that ended its patience,
+        # before the loop saw it: resumed from that checkpoint, it is already done.
+        if cfg.patience_exhausted(state["epoch"], result.best_epoch):
+            result.stopped_early = state["epoch"] < cfg.max_epochs
+            return result
         iso_before = IsotropyStats(state["iso_before_std"], state["iso_before_corr"])
     else:
         # 3. Isotropy of the pretrained [CLS] embedding on dev, before any update (epoch 0).
@@ -237,10 +242,11 @@ def train(
                 report(metrics, Path(ckpt))
         else:
             report(metrics, None)
-        if cfg.patience is not None and epoch - result.best_epoch >= cfg.patience:
+        if cfg.patience_exhausted(epoch, result.best_epoch):
             result.stopped_early = epoch < cfg.max_epochs
             break
     return result
+
 
 
 def load_checkpoint(path: Path, device: torch.device | None = None) -> dict[str, Any]:

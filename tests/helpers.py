@@ -4,6 +4,7 @@ what Tune left on disk and what MLflow holds, and `mlflow server` processes."""
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import os
 import pickle
@@ -48,7 +49,7 @@ def tiny_space(glue_dir: Path, storage: Path, *, tracking_uri: str | None = None
     top-level sections."""
     space: dict[str, Any] = {
         "name": "tiny",
-        "model": TINY_MODEL,
+        "model": copy.deepcopy(TINY_MODEL),  # callers may change it in place
         "tasks": ["rte"],
         "data": {"glue_dir": str(glue_dir), "max_train_examples": 64, "max_dev_examples": 64,
                  "max_seq_length": 32},

@@ -37,7 +37,7 @@ from isobn_tune.mlflow_runs import epoch_metrics
 from isobn_tune.progress import ProgressLine, format_progress
 from isobn_tune.runner import EXCESSIVE_SNAPSHOT_WARNING_ENV, SweepOutcome, run_sweep
 from isobn_tune.space import load_space, trial_configs
-from isobn_tune.training import load_checkpoint
+from isobn_tune.training import load_checkpoint, steps_per_epoch
 
 POLL_TIMEOUT_S = 600
 PROGRESS = re.compile(
@@ -244,6 +244,71 @@ def test_progress_line_is_throttled_on_results_but_not_when_trials_end() -> None
         "2 running, 0 finished, 0 errored, 0 paused, 0 pending of 2 | best 0.6000 (a_00001)",
         "1 running, 1 finished, 0 errored, 0 paused, 0 pending of 2 | best 0.6000 (a_00001)",
     ]
+
+
+# ----- Tune's per-trial schedulers and the recipe's patience (tiny random-init model) -------------
+
+def expected_lr(peak: float, epoch: int, max_epochs: int, n_train: int, batch_size: int) -> float:
+    """The learning rate after ``epoch`` epochs: linear warm-up over 6% of the steps, then linear
+    decay to 0 (transformers' schedule), for the peak lr the trial has at that epoch."""
+    per_epoch = steps_per_epoch(n_train, batch_size)
+    total, step = max_epochs * per_epoch, epoch * per_epoch
+    warmup = int(0.06 * total)
+    return peak * (step / max(1, warmup) if step < warmup else (total - step) / max(1, total - warmup))
+
+
+def test_pbt_exploits_and_the_schedule_follows_the_new_lr(
+    ray_session: Any, write_space: Callable[..., Path], tmp_path: Path
+) -> None:
+    max_epochs = 4
+    space_file = write_space(
+        tasks=["stsb"],  # a correlation: the tiny model's dev scores differ, so PBT has a ranking
+        grid={"cls_norm": ["none", "isobn"], "lr": [1e-3], "batch_size": [16], "seeds": [1, 2]},
+        recipe={"max_epochs": max_epochs},
+        # 1e-3 sits between the other two: an explore step always moves a trial off it.
+        scheduler={"type": "pbt", "perturbation_interval": 1,
+                   "hyperparam_mutations": {"lr": [3e-4, 1e-3, 3e-3]}},
+        resources={"cpus_per_trial": 0.5},
+        run={"checkpoints_to_keep": 4},
+    )
+    with contextlib.redirect_stdout(io.StringIO()):
+        outcome = run_sweep(space_file, name="pbt")
+    assert outcome.errored == []
+    rows = [row for rows in trial_results(tmp_path / "results" / "pbt" / "stsb").values() for row in rows]
+    peaks = [row["config"]["grid_point"]["lr"] for row in rows]
+    assert {3e-4, 3e-3} & set(peaks), "PBT never moved a trial to another lr"
+    for row, peak in zip(rows, peaks, strict=True):
+        assert row["lr"] == pytest.approx(expected_lr(peak, row["epoch"], max_epochs, 64, 16), rel=1e-6)
+
+
+def test_median_rule_and_patience_stop_trials_early_and_say_which_stopped_them(
+    ray_session: Any, write_space: Callable[..., Path], tmp_path: Path
+) -> None:
+    max_epochs, patience = 6, 2
+    space_file = write_space(
+        tasks=["stsb"],  # a correlation: the tiny model's dev scores differ by trial and epoch
+        grid={"cls_norm": ["none", "isobn"], "lr": [3e-3, 3e-4], "batch_size": [16], "seeds": [1, 2]},
+        recipe={"max_epochs": max_epochs, "patience": patience},
+        scheduler={"type": "median", "grace_period": 1, "min_samples_required": 2},
+        resources={"cpus_per_trial": 0.5},
+    )
+    with contextlib.redirect_stdout(io.StringIO()):
+        outcome = run_sweep(space_file, name="median")
+    results = trial_results(tmp_path / "results" / "median" / "stsb")
+    status = {r.trial_id: r.status for r in outcome.records}
+    by_patience = by_median = 0
+    for trial_id, rows in results.items():
+        last = rows[-1]
+        waited = last["epoch"] - last["best_epoch"]
+        if last["epoch"] == max_epochs:
+            assert status[trial_id] == "finished"
+        elif waited >= patience:  # the trial's own patience ended it: finished, not stopped
+            assert status[trial_id] == "finished" and waited == patience
+            by_patience += 1
+        else:
+            assert status[trial_id] == "stopped"
+            by_median += 1
+    assert by_patience and by_median, (by_patience, by_median)
 
 
 # ----- Optuna refinement (tiny random-init model) ------------------------------------------------

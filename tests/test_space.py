@@ -391,3 +391,11 @@ def test_trial_order_nests_normaliser_hyperparameters_inside_lr_and_batch_with_s
     assert order == [("none", lr, 0.5, seed) for lr in (1e-5, 2e-5) for seed in (1, 2)] + [
         ("isobn", lr, beta, seed) for lr in (1e-5, 2e-5) for beta in (0.25, 0.5) for seed in (1, 2)
     ]
+
+
+def test_pbt_needs_enough_checkpoints_for_its_exploits(tmp_path: Path) -> None:
+    pbt = {"type": "pbt", "hyperparam_mutations": {"lr": [1e-5, 2e-5]}}
+    with pytest.raises(UserError, match=r"run.checkpoints_to_keep: must be >= 4 with scheduler pbt"):
+        load_space(write_space(tmp_path, with_changes(scheduler=pbt)))
+    space = load_space(write_space(tmp_path, with_changes(scheduler=pbt, run={"checkpoints_to_keep": 4})))
+    assert space.scheduler.type == "pbt"

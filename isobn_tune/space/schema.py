@@ -32,6 +32,7 @@ GRID_KEYS = {name: "seeds" if name == "seed" else name for name in GridPoint.mod
 """Trial config field -> its axis in the ``grid`` section (``seeds`` lists values of ``seed``)."""
 REQUIRED_AXES = ("cls_norm", "lr", "batch_size", "seed")
 MAX_TRIALS_PER_TASK = 100_000
+PBT_MIN_CHECKPOINTS = 4  # Ray warns that <= 2 lets checkpoints go before an exploit restores them
 
 
 def _base_dir(info: ValidationInfo) -> Path | None:
@@ -363,6 +364,13 @@ def cross_section_problems(space: SweepSpace) -> list[tuple[tuple[str, ...], str
         value = getattr(space.scheduler, key, None)
         if value is not None and value > max_epochs:
             problems.append((("scheduler", key), f"must be <= recipe.max_epochs ({max_epochs})", value))
+    if space.scheduler.type == "pbt" and space.run.checkpoints_to_keep < PBT_MIN_CHECKPOINTS:
+        problems.append((
+            ("run", "checkpoints_to_keep"),
+            (f"must be >= {PBT_MIN_CHECKPOINTS} with scheduler pbt (an exploit restores another trial's "
+             "checkpoint, which must still exist when the trial restarts)"),
+            space.run.checkpoints_to_keep,
+        ))
     seeds, limit = len(space.grid.seeds), space.resources.max_concurrent_trials
     if space.scheduler.groups_seeds and limit is not None and limit % seeds:
         problems.append((
