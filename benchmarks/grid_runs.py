@@ -78,7 +78,7 @@ class GridSpec:
             "recipe": {"max_epochs": self.epochs},
             "scheduler": scheduler,
             "resources": {"cpus_per_trial": 1},
-            "run": {"checkpoints_to_keep": 1},
+            "run": {"checkpoints_to_keep": 2},
         }
 
     def describe(self) -> str:

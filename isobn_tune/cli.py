@@ -127,8 +127,8 @@ def _flag_values(args: argparse.Namespace, group: str, model: type[BaseModel]) -
 
     prefix = group + "."
     given = {key.removeprefix(prefix): value for key, value in vars(args).items() if key.startswith(prefix)}
-    return {name: value if _is_text(model.model_fields[name]) else parse_yaml(value)
-            for name, value in given.items()}
+    return {name: parse_yaml(value) if isinstance(value, str) and not _is_text(model.model_fields[name])
+            else value for name, value in given.items()}
 
 
 def _is_text(info: FieldInfo) -> bool:
@@ -254,7 +254,7 @@ SHOWN_TRIALS = 8
 def format_space_summary(space: SweepSpace) -> str:
     """A human-readable overview of a sweep: model, data, axes in trial order, the first trials,
     recipe, scheduler, resources and counts."""
-    from isobn_tune.cls_norm import PARAM_FIELDS
+    from isobn_tune.cls_norm import PARAM_FIELDS, params_of
     from isobn_tune.space import grid_axes, grid_points, trial_count, trials_per_task
 
     axes = grid_axes(space)
@@ -292,7 +292,9 @@ def format_space_summary(space: SweepSpace) -> str:
         points = grid_points(space)
         lines.append(f"first trials ({min(SHOWN_TRIALS, len(points))} of {len(points)} per task):")
         for point in points[:SHOWN_TRIALS]:
-            shown = {k: point[k] for k in axes if len(axes[k]) > 1} or {k: point[k] for k in axes}
+            unused = set(PARAM_FIELDS) - set(params_of(point["cls_norm"]))
+            own = {k: v for k, v in point.items() if k not in unused}
+            shown = {k: own[k] for k in axes if k in own and len(axes[k]) > 1} or own
             lines.append("  " + ", ".join(f"{k} {v}" for k, v in shown.items()))
     recipe = ", ".join(f"{k} {v}" for k, v in space.recipe.model_dump().items())
     scheduler = ", ".join(f"{k} {v}" for k, v in space.scheduler.model_dump().items() if k != "type")

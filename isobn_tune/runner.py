@@ -34,7 +34,6 @@ from isobn_tune.batches import TaskData
 from isobn_tune.errors import UserError
 from isobn_tune.features import default_cache_dir, tokenize_task
 from isobn_tune.glue_data import DataSource, resolve_glue_dir
-from isobn_tune.metrics import OBJECTIVE
 from isobn_tune.model import load_tokenizer
 from isobn_tune.preflight import (
     absolute_storage,
@@ -54,6 +53,7 @@ from isobn_tune.tracking import SweepTracker
 from isobn_tune.trainable import fine_tune_trial
 
 EXCESSIVE_SNAPSHOT_WARNING_ENV = "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S"
+SNAPSHOT_PERIOD_ENV = "TUNE_GLOBAL_CHECKPOINT_S"
 
 
 @dataclass
@@ -156,6 +156,11 @@ def _run_tasks(space: SweepSpace, sweep_dir: SweepDir, data: dict[str, TaskData]
     # warns each time two snapshots fall within 5 s, which short epochs do all the time: the
     # snapshot is wanted, the warning is noise. A value the user set wins.
     os.environ.setdefault(EXCESSIVE_SNAPSHOT_WARNING_ENV, "0")
+    # A snapshot after every controller step, not every ~10 s: a trial's newest checkpoint deletes
+    # its oldest kept one at once, so a driver killed before the next snapshot would resume that
+    # trial from a deleted checkpoint. Snapshotting each step keeps the state at most one
+    # checkpoint behind, which retention (>= 2 kept) still holds. A value the user set wins.
+    os.environ.setdefault(SNAPSHOT_PERIOD_ENV, "0")
     records: list[TrialRecord] = []
     for task in space.tasks:
         trainable = _trainable(space, data[task])
@@ -208,23 +213,15 @@ def _build_tuner(space: SweepSpace, task: str, sweep_dir: SweepDir, trainable: A
         run_config=tune.RunConfig(
             name=task,
             storage_path=sweep_dir.root,
-            checkpoint_config=_checkpoint_config(space),
+            # The most recent checkpoints, never "the best by score": a paused trial (group
+            # schedulers, PBT) restarts from the checkpoint it was paused at while its next epoch
+            # may already be saved, and a score order deletes any checkpoint but the newest that
+            # is not among the best. The best epoch's metrics are in every later checkpoint.
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=space.run.checkpoints_to_keep),
             failure_config=tune.FailureConfig(max_failures=space.run.max_failures),
             callbacks=[tracker.callback(task), ProgressLine(task, total=trials_per_task(space))],
             verbose=0,
         ),
-    )
-
-
-def _checkpoint_config(space: SweepSpace) -> tune.CheckpointConfig:
-    """Keep each trial's best checkpoints by dev objective; under PBT its latest ones instead, since
-    an exploit restores another trial from the checkpoint that was its latest when PBT decided,
-    and a score-ordered retention may already have deleted it (a tie at the top is enough)."""
-    if space.scheduler.type == "pbt":
-        return tune.CheckpointConfig(num_to_keep=space.run.checkpoints_to_keep)
-    return tune.CheckpointConfig(
-        num_to_keep=space.run.checkpoints_to_keep, checkpoint_score_attribute=OBJECTIVE,
-        checkpoint_score_order="max",
     )
 
 

@@ -113,3 +113,25 @@ def test_malformed_tsv_row_is_named_by_file_and_line(broken_rte, cache_dir, caps
     dev_file = broken_rte / "RTE" / "dev.tsv"
     assert capsys.readouterr().err == f"error: {dev_file} line 4: expected 4 tab-separated fields, found 3\n"
     assert not cache_dir.exists()
+
+
+def test_every_trial_setting_is_a_flag_read_as_in_a_space_file(glue_dir):
+    from isobn_tune.cli import _checked_train_inputs, _parser
+    from isobn_tune.recipe import TrialConfig
+
+    args = _parser().parse_args(train_args(glue_dir, "--random-init", "--lr", "1e-4", "--patience", "null",
+                                           "--batching", "length_grouped", "--cls-norm", "none"))
+    _, cfg, data, _ = _checked_train_inputs(args)
+    assert (cfg.random_init, cfg.lr, cfg.patience, cfg.batching, cfg.max_epochs) == (
+        True, 1e-4, None, "length_grouped", 1)
+    assert (data.max_train_examples, data.max_seq_length) == (32, 32)
+    flags = {action.dest.partition(".")[2] for action in _train_parser()._actions if "." in action.dest}
+    assert flags == set(TrialConfig.model_fields) - {"model_overrides"} | {
+        "glue_dir", "max_train_examples", "max_dev_examples", "max_seq_length"}
+
+
+def _train_parser():
+    from isobn_tune.cli import _parser
+
+    subparsers = next(a for a in _parser()._actions if a.__class__.__name__ == "_SubParsersAction")
+    return subparsers.choices["train"]

@@ -61,7 +61,7 @@ def space(size: str, glue_dir: Path, tmp: Path) -> dict[str, Any]:
         "recipe": {"max_epochs": MAX_EPOCHS},
         "scheduler": {"type": "asha_by_config", "grace_period": RUNGS[0], "reduction_factor": 2},
         "resources": {"cpus_per_trial": 1},
-        "run": {"storage_path": str(tmp / "results"), "checkpoints_to_keep": 1, "max_failures": 0},
+        "run": {"storage_path": str(tmp / "results"), "checkpoints_to_keep": 2, "max_failures": 0},
         "mlflow": {"tracking_uri": f"sqlite:///{tmp / 'mlflow.db'}"},
     }
 

@@ -132,10 +132,10 @@ def test_every_trial_reports_every_epoch_it_ran(minilm_sweep: Sweep) -> None:
         assert [r["best_objective"] for r in rows] == list(best_so_far)
 
 
-def test_asha_lets_some_trials_run_every_epoch(minilm_sweep: Sweep) -> None:
+def test_asha_stops_some_trials_at_its_rung_and_lets_others_run_every_epoch(minilm_sweep: Sweep) -> None:
     records = {r.trial_id: r for r in minilm_sweep.outcome.records}
     last_epochs = {tid: rows[-1]["epoch"] for tid, rows in trial_results(minilm_sweep.task_dir).items()}
-    assert max(last_epochs.values()) == 2
+    assert sorted(set(last_epochs.values())) == [1, 2]
     assert {tid: records[tid].status for tid in last_epochs} == {
         tid: "finished" if epoch == 2 else "stopped" for tid, epoch in last_epochs.items()}
 
@@ -294,7 +294,8 @@ def test_median_rule_and_patience_stop_trials_early_and_say_which_stopped_them(
     )
     with contextlib.redirect_stdout(io.StringIO()):
         outcome = run_sweep(space_file, name="median")
-    results = trial_results(tmp_path / "results" / "median" / "stsb")
+    task_dir = tmp_path / "results" / "median" / "stsb"
+    results = trial_results(task_dir)
     status = {r.trial_id: r.status for r in outcome.records}
     by_patience = by_median = 0
     for trial_id, rows in results.items():
@@ -309,6 +310,10 @@ def test_median_rule_and_patience_stop_trials_early_and_say_which_stopped_them(
             assert status[trial_id] == "stopped"
             by_median += 1
     assert by_patience and by_median, (by_patience, by_median)
+    # Retention keeps the two most recent checkpoints of every trial (run.checkpoints_to_keep: 2).
+    for trial_id, rows in results.items():
+        kept = sorted(path.name for path in (task_dir / trial_id).glob("checkpoint_*"))
+        assert kept == [row["checkpoint_dir_name"] for row in rows][-2:]
 
 
 # ----- Optuna refinement (tiny random-init model) ------------------------------------------------
@@ -485,7 +490,7 @@ def test_short_epochs_do_not_flood_the_console_with_tune_snapshot_warnings(
     state_logger = logging.getLogger("ray.tune.execution.experiment_state")
     state_logger.addHandler(handler)
     try:
-        space_file = write_space(recipe={"max_epochs": 4}, run={"checkpoints_to_keep": 1})
+        space_file = write_space(recipe={"max_epochs": 4}, run={"checkpoints_to_keep": 2})
         outcome = run_sweep(space_file, name="quiet")
     finally:
         state_logger.removeHandler(handler)

@@ -297,7 +297,11 @@ class RunSection(StrictModel):
         description="Where Ray Tune writes results (relative to the working directory).",
     )
     max_failures: int = Field(default=1, ge=0, le=1000, description="Retries of a crashed trial.")
-    checkpoints_to_keep: int = Field(default=2, ge=1, le=1000, description="Checkpoints kept per trial.")
+    checkpoints_to_keep: int = Field(
+        default=2, ge=2, le=1000,
+        description="Most recent checkpoints kept per trial (>= 2: a paused trial restarts from the one "
+        "before its newest).",
+    )
 
 
 class MlflowSection(StrictModel):
