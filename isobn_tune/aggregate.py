@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from isobn_tune.cls_norm import PARAM_FIELDS, params_of
+from isobn_tune.comparisons import BASELINE, CSV_COLUMNS, compare_sweep, comparisons_markdown
 from isobn_tune.groups import group_key
 from isobn_tune.metrics import BEST_OBJECTIVE
 from isobn_tune.recipe import TrialConfig
@@ -136,44 +138,73 @@ def best_groups(summaries: Iterable[GroupSummary]) -> dict[str, GroupSummary]:
 
 
 def method_table(summaries: Iterable[GroupSummary]) -> list[dict[str, Any]]:
-    """Paper-style rows: per task and method, the best configuration's median ± std over seeds."""
+    """Paper-style rows: per task and method, the best configuration's median ± std over seeds; a
+    method other than the baseline also gets its paired comparison with the baseline's best
+    (:data:`isobn_tune.comparisons.CSV_COLUMNS`: difference, interval, P(A > B), pairs, verdict)."""
+    summaries = list(summaries)
+    comparisons = compare_sweep(summaries)
     best: dict[tuple[str, str], GroupSummary] = {}
     for s in summaries:
         key = (s.task, s.method)
         if s.values and (key not in best or s.median > best[key].median):
             best[key] = s
-    return [
-        {"task": task, "method": method, "median": s.median, "std": s.std, "seeds": len(s.values),
-         "config": s.group}
-        for (task, method), s in sorted(best.items())
-    ]
+    rows = []
+    for (task, method), s in sorted(best.items()):
+        vs = comparisons.best_vs_baseline(task, method)
+        rows.append({"task": task, "method": method, "median": s.median, "std": s.std, "seeds": len(s.values),
+                     "config": s.group, **{k: getattr(vs, k) if vs else None for k in CSV_COLUMNS}})
+    return rows
+
+
+TABLE_COLUMNS = ("task", "method", "median", "std", "seeds", "config", *CSV_COLUMNS)
 
 
 def table_csv(rows: list[dict[str, Any]]) -> str:
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=["task", "method", "median", "std", "seeds", "config"])
+    writer = csv.DictWriter(buf, fieldnames=TABLE_COLUMNS, lineterminator="\n")
     writer.writeheader()
     for row in rows:
-        writer.writerow({**row, "median": f"{row['median']:.4f}", "std": f"{row['std']:.4f}"})
+        writer.writerow({k: _csv_value(row[k]) for k in TABLE_COLUMNS})
     return buf.getvalue()
 
 
+def _csv_value(value: Any) -> Any:
+    if value is None:
+        return ""
+    return f"{value:.4f}" if isinstance(value, float) else value
+
+
 def table_markdown(rows: list[dict[str, Any]]) -> str:
-    """Task x method grid of ``median ± std`` (x100, as GLUE papers print), with an IsoBN − none
-    delta column when both are present."""
+    """Task x method grid of ``median ± std`` (x100, as GLUE papers print), and for each method
+    other than the baseline its paired difference from the baseline's best, 95% interval and verdict."""
     tasks = list(dict.fromkeys(r["task"] for r in rows))
     methods = list(dict.fromkeys(r["method"] for r in rows))
     cell = {(r["task"], r["method"]): r for r in rows}
-    with_delta = "isobn" in methods and "none" in methods
-    header = ["task", *methods] + (["isobn − none"] if with_delta else [])
+    compared = [m for m in methods if m != BASELINE and BASELINE in methods]
+    header = ["task", *methods] + [f"{m} − {BASELINE} [95% CI]: verdict" for m in compared]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for task in tasks:
         cells = [task]
         for m in methods:
             r = cell.get((task, m))
             cells.append(f"{100 * r['median']:.2f} ± {100 * r['std']:.2f} (n={r['seeds']})" if r else "–")
-        if with_delta:
-            a, b = cell.get((task, "isobn")), cell.get((task, "none"))
-            cells.append(f"{100 * (a['median'] - b['median']):+.2f}" if a and b else "–")
+        for m in compared:
+            r = cell.get((task, m))
+            cells.append(_difference(r) if r and r["verdict"] else "–")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def sweep_description(summaries: list[GroupSummary], compare: Sequence[str] | None = None) -> str:
+    """What a sweep found, in Markdown: the task x method table, then every paired comparison with
+    its verdict and the note on selection bias (the parent run's description and ``report``);
+    ``compare``: two configuration labels to compare as well."""
+    comparisons = compare_sweep(summaries, compare=compare)
+    return table_markdown(method_table(summaries)) + "\n" + comparisons_markdown(comparisons)
+
+
+def _difference(row: dict[str, Any]) -> str:
+    def pct(value: float) -> str:
+        return f"{100 * value:+.2f}" if math.isfinite(value) else "–"
+
+    return f"{pct(row['diff_median'])} [{pct(row['ci95_low'])}, {pct(row['ci95_high'])}]: {row['verdict']}"

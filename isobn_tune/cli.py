@@ -85,10 +85,14 @@ def _parser() -> argparse.ArgumentParser:
     resume.add_argument("--retry-errored", action="store_true", help="also re-run trials that errored")
     resume.set_defaults(func=_resume)
 
-    report = sub.add_parser("report", help="print the task x method table (median ± std over seeds)")
+    report = sub.add_parser("report", help="what a sweep found: the task x method table (median ± std "
+                                           "over seeds) and paired seed comparisons with verdicts")
     report.add_argument("target", help="a sweep directory, or an MLflow parent run id (with --tracking-uri)")
     report.add_argument("--tracking-uri", help="MLflow tracking URI, for a run id")
     report.add_argument("--groups", action="store_true", help="also list every configuration group")
+    report.add_argument("--format", default="md", dest="fmt", help="md (default), csv or json")
+    report.add_argument("--compare", nargs=2, metavar=("A", "B"),
+                        help="also compare two configurations seed by seed (labels as --groups lists them)")
     report.set_defaults(func=_report)
     return parser
 
@@ -243,7 +247,8 @@ def _resume(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace) -> int:
     from isobn_tune.report import print_report
 
-    print_report(args.target, tracking_uri=args.tracking_uri, groups=args.groups)
+    print_report(args.target, tracking_uri=args.tracking_uri, groups=args.groups, fmt=args.fmt,
+                 compare=args.compare)
     return 0
 
 

@@ -17,6 +17,7 @@ SWEEP_TAG = "isobn.sweep"
 TASKS_TAG = "isobn.tasks"
 SCHEDULER_TAG = "isobn.scheduler"
 SWEEP_ERRORED = "errored trials"  # the parent's STATUS_TAG when any trial errored
+NOTE_TAG = "mlflow.note.content"  # MLflow's own: the run's description, shown on its page
 
 
 def best_group_tag(task: str) -> str:
@@ -57,6 +58,7 @@ TABLE_CSV_ARTIFACT = "results/table.csv"
 TABLE_MD_ARTIFACT = "results/table.md"
 TRIAL_CONFIG_ARTIFACT = "trial_config.json"
 ISOTROPY_ARTIFACT_DIR = "isotropy"
+FIGURES_ARTIFACT_DIR = "figures"  # the parent's seed scores, learning and budget curves (PNG + CSV)
 
 
 def groups_artifact(task: str) -> str:

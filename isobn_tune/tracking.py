@@ -28,20 +28,25 @@ from isobn_tune.aggregate import (
     method_table,
     record_from_result,
     summarise_groups,
+    sweep_description,
     table_csv,
     table_markdown,
 )
 from isobn_tune.checkpoint_layout import ISOTROPY_FILE
+from isobn_tune.figures import write_sweep_figures
 from isobn_tune.isotropy import load_stats, plot_isotropy
+from isobn_tune.metrics import OBJECTIVE
 from isobn_tune.mlflow_names import (
     BEST_DEV_METRIC,
     ERROR_TAG,
+    FIGURES_ARTIFACT_DIR,
     GROUP_TAG,
     ISOTROPY_ARTIFACT_DIR,
     KIND_SWEEP,
     KIND_TAG,
     KIND_TRIAL,
     METHOD_TAG,
+    NOTE_TAG,
     PARENT_TAG,
     RETRIED_TAG,
     SCHEDULER_TAG,
@@ -63,7 +68,7 @@ from isobn_tune.mlflow_names import (
     groups_artifact,
     trial_configs_artifact,
 )
-from isobn_tune.mlflow_runs import find_child
+from isobn_tune.mlflow_runs import epoch_metrics, find_child
 from isobn_tune.recipe import TrialConfig
 from isobn_tune.redaction import redact, redact_mapping, redact_text
 from isobn_tune.space import SweepSpace, trial_count
@@ -140,15 +145,30 @@ class SweepTracker:
         _log_json(client, self.parent_run_id, configs, trial_configs_artifact(task))
 
     def finish(self, records: Iterable[TrialRecord]) -> None:
-        """The task x method table as CSV and Markdown artifacts; the parent run ends."""
+        """The task x method table with the paired comparisons as CSV and Markdown artifacts and as
+        the parent run's description (its page shows it); the parent run ends."""
         records = [_redacted(r) for r in records]
-        rows = method_table(summarise_groups(records))
+        summaries = summarise_groups(records)
+        rows = method_table(summaries)
         client, run_id = self.client, self.parent_run_id
         client.log_text(run_id, table_csv(rows), TABLE_CSV_ARTIFACT)
         client.log_text(run_id, table_markdown(rows), TABLE_MD_ARTIFACT)
+        client.set_tag(run_id, NOTE_TAG, sweep_description(summaries))
+        self._log_figures(records)
         errored = any(r.status == "errored" for r in records)
         client.set_tag(run_id, STATUS_TAG, SWEEP_ERRORED if errored else "finished")
         client.set_terminated(run_id, "FINISHED")
+
+
+    def _log_figures(self, records: list[TrialRecord]) -> None:
+        """Seed scores, learning curves and budget curves per task, as PNG with their CSV data."""
+        histories = {
+            trial_id: [(int(m.step), m.value) for m in metrics]
+            for trial_id, metrics in epoch_metrics(self.tracking_uri, self.parent_run_id, OBJECTIVE).items()
+        }
+        with tempfile.TemporaryDirectory() as tmp:
+            for path in write_sweep_figures(records, histories, Path(tmp)):
+                self.client.log_artifact(self.parent_run_id, str(path), FIGURES_ARTIFACT_DIR)
 
 
 class TrialLogger(Callback):

@@ -4,6 +4,9 @@ parent run id (as subprocesses), for a sweep run through the CLI, which also che
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -18,6 +21,7 @@ from mlflow.tracking import MlflowClient
 
 from isobn_tune.cli import main
 from isobn_tune.errors import UserError
+from isobn_tune.mlflow_names import NOTE_TAG
 from isobn_tune.report import print_report
 from isobn_tune.sweep_dir import SweepDir, read_manifest
 
@@ -57,16 +61,53 @@ def test_cli_tracking_uri_wins_over_file_and_environment(sweep: CliSweep) -> Non
     assert not (sweep.root / "env.db").exists()
 
 
-def test_report_of_sweep_dir_prints_the_parent_table(sweep: CliSweep) -> None:
+def test_report_of_sweep_dir_prints_the_parent_runs_description(sweep: CliSweep) -> None:
     result = run_cli("report", str(sweep.sweep_dir))
     assert result.returncode == 0, result.stderr
-    assert result.stdout == _table_artifact(sweep)
+    assert result.stdout == sweep.parent.data.tags[NOTE_TAG]
+    assert result.stdout.startswith(_table_artifact(sweep))  # the table, then the comparisons
+    assert "| task | A | B | A − B (median) | 95% CI | P(A > B) | n | verdict |" in result.stdout
 
 
-def test_report_of_run_id_prints_the_same_table(sweep: CliSweep) -> None:
+def test_report_of_run_id_prints_the_same(sweep: CliSweep) -> None:
     result = run_cli("report", sweep.parent.info.run_id, "--tracking-uri", sweep.tracking_uri)
     assert result.returncode == 0, result.stderr
-    assert result.stdout == _table_artifact(sweep)
+    assert result.stdout == sweep.parent.data.tags[NOTE_TAG]
+
+
+def test_report_csv_is_the_parent_table_csv_with_the_comparison_columns(sweep: CliSweep) -> None:
+    result = run_cli("report", str(sweep.sweep_dir), "--format", "csv")
+    assert result.returncode == 0, result.stderr
+    logged = artifact_bytes(sweep.client, sweep.parent.info.run_id, "results/table.csv").decode()
+    assert result.stdout == logged
+    rows = list(csv.DictReader(io.StringIO(logged)))
+    assert {"diff_median", "ci95_low", "ci95_high", "p_improve", "n_pairs"} <= set(rows[0])
+    (isobn,) = [r for r in rows if r["method"] == "isobn"]
+    (none,) = [r for r in rows if r["method"] == "none"]
+    assert isobn["n_pairs"] == "2" and none["n_pairs"] == ""
+    assert float(isobn["ci95_low"]) <= float(isobn["diff_median"]) <= float(isobn["ci95_high"])
+
+
+def test_report_json_holds_every_comparison(sweep: CliSweep, capsys) -> None:
+    labels = sorted({r.data.params["cls_norm"] for r in trial_runs(sweep.client, sweep.parent)})
+    print_report(str(sweep.sweep_dir), groups=True)
+    found = [ln.split()[1] for ln in capsys.readouterr().out.splitlines() if ln.startswith("rte ")]
+    none_label = next(label for label in found if label.startswith("none_"))
+    isobn_label = next(label for label in found if label.startswith("isobn_"))
+    print_report(str(sweep.sweep_dir), fmt="json", compare=[none_label, isobn_label])
+    report = json.loads(capsys.readouterr().out)
+    assert labels == ["isobn", "none"]
+    assert [(c["a"], c["b"], c["best"]) for c in report["comparisons"]] == [
+        (isobn_label, none_label, True), (none_label, isobn_label, False)]
+    assert report["across_tasks"]["isobn"]["n_tasks"] == 1
+    assert set(report["iqm"]) == {"isobn", "none"}
+
+
+def test_report_refuses_an_unknown_format_or_configuration(sweep: CliSweep) -> None:
+    with pytest.raises(UserError, match="report format 'xml'"):
+        print_report(str(sweep.sweep_dir), fmt="xml")
+    with pytest.raises(UserError, match="--compare: no configuration 'nope'"):
+        print_report(str(sweep.sweep_dir), compare=["nope", "none_lr0.001_bs16"])
 
 
 def test_report_groups_lists_each_group_median_over_seeds(sweep: CliSweep, capsys) -> None:

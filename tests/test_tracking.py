@@ -305,13 +305,17 @@ def test_parent_best_group(sweep: Sweep) -> None:
     assert sweep.parent.data.metrics[f"{TASK}/best_median"] == pytest.approx(_seed_stats(groups[best])[0])
 
 
-def _best_per_method(sweep: Sweep) -> dict[str, tuple[float, float]]:
-    best: dict[str, tuple[float, float]] = {}
+def _best_runs_per_method(sweep: Sweep) -> dict[str, list[Run]]:
+    best: dict[str, list[Run]] = {}
     for runs in _groups(sweep).values():
-        method, stats = runs[0].data.params["cls_norm"], _seed_stats(runs)
-        if method not in best or stats[0] > best[method][0]:
-            best[method] = stats
+        method = runs[0].data.params["cls_norm"]
+        if method not in best or _seed_stats(runs)[0] > _seed_stats(best[method])[0]:
+            best[method] = runs
     return best
+
+
+def _best_per_method(sweep: Sweep) -> dict[str, tuple[float, float]]:
+    return {method: _seed_stats(runs) for method, runs in _best_runs_per_method(sweep).items()}
 
 
 def test_parent_table_csv(sweep: Sweep) -> None:
@@ -324,11 +328,39 @@ def test_parent_table_csv(sweep: Sweep) -> None:
 def test_parent_table_markdown(sweep: Sweep) -> None:
     table = sweep.artifact_text(sweep.parent, "results/table.md")
     header, _, row = table.splitlines()
-    assert header == "| task | isobn | none | isobn − none |"
+    assert header == "| task | isobn | none | isobn − none [95% CI]: verdict |"
     best = _best_per_method(sweep)
     cells = [f"{100 * med:.2f} ± {100 * std:.2f} (n=3)" for med, std in (best["isobn"], best["none"])]
-    delta = f"{100 * (best['isobn'][0] - best['none'][0]):+.2f}"
-    assert row == f"| {TASK} | {cells[0]} | {cells[1]} | {delta} |"
+    by_seed = {m: {int(r.data.params["seed"]): r.data.metrics["best_dev_metric"] for r in runs}
+               for m, runs in _best_runs_per_method(sweep).items()}
+    paired = np.median([by_seed["isobn"][seed] - by_seed["none"][seed] for seed in by_seed["none"]])
+    assert row.startswith(f"| {TASK} | {cells[0]} | {cells[1]} | {100 * paired:+.2f} [")
+    assert row.endswith(("A better |", "B better |", "not distinguishable from seed noise |"))
+
+
+def test_parent_has_each_figure_with_its_data(sweep: Sweep) -> None:
+    files = artifact_files(sweep.client, sweep.parent.info.run_id, "figures")
+    stems = ("seed_scores", "learning_curves", "budget_curves")
+    assert sorted(files) == sorted(f"figures/{stem}_{TASK}.{ext}" for stem in stems for ext in ("csv", "png"))
+    for stem in stems:
+        png = artifact_bytes(sweep.client, sweep.parent.info.run_id, f"figures/{stem}_{TASK}.png")
+        assert png.startswith(PNG_MAGIC)
+    seed_csv = sweep.artifact_text(sweep.parent, f"figures/seed_scores_{TASK}.csv")
+    rows = list(csv.DictReader(io.StringIO(seed_csv)))
+    logged = sorted(round(child.data.metrics["best_dev_metric"], 6) for child in sweep.children)
+    assert sorted(round(float(r["score"]), 6) for r in rows) == logged
+    curves = list(csv.DictReader(io.StringIO(
+        sweep.artifact_text(sweep.parent, f"figures/learning_curves_{TASK}.csv"))))
+    assert {int(r["epoch"]) for r in curves} == {1, 2}
+
+
+def test_parent_description_is_the_table_with_the_paired_comparisons(sweep: Sweep) -> None:
+    description = sweep.parent.data.tags["mlflow.note.content"]
+    assert description.startswith(sweep.artifact_text(sweep.parent, "results/table.md"))
+    comparisons_table = description.split("| task | A | B |")[1]
+    comparisons = [ln for ln in comparisons_table.splitlines() if ln.startswith(f"| {TASK} | ")]
+    assert len(comparisons) == 2  # each isobn configuration against the best baseline
+    assert "Choosing the best of several configurations on the same dev scores flatters it" in description
 
 
 def test_parent_space_file_artifact_is_the_effective_space(sweep: Sweep) -> None:
