@@ -11,6 +11,8 @@ import pytest
 
 from isobn_tune.aggregate import TrialRecord, short_label, summarise_groups
 from isobn_tune.figures import (
+    ALL_TRIALS,
+    BEST_SEEDS,
     budget_curves_figure,
     learning_curves_figure,
     seed_scores_figure,
@@ -105,23 +107,25 @@ def test_learning_curves_are_medians_over_the_seeds_with_that_epoch(tmp_path: Pa
     assert all(epoch2[c] < epoch1[c] for c in labels)  # every configuration has a trial without epoch 2
 
 
-def test_budget_curve_starts_at_the_pooled_mean_and_never_decreases(tmp_path: Path) -> None:
+def test_budget_curves_start_at_the_mean_of_their_draws_and_never_decrease(tmp_path: Path) -> None:
     records = _sweep()
-    png, csv_path = budget_curves_figure(summarise_groups(records), tmp_path, task="rte")
+    summaries = summarise_groups(records)
+    png, csv_path = budget_curves_figure(summaries, tmp_path, task="rte")
     assert png.name == "budget_curves_rte.png"
     _assert_png(png)
     rows = _read_csv(csv_path)
     for method in ("none", "isobn", "layernorm"):
         pooled = [r.best_objective for r in _counted(records) if r.config.cls_norm == method]
-        mine = [r for r in rows if r["method"] == method]
-        assert [int(r["budget"]) for r in mine] == list(range(1, len(pooled) + 1))
-        assert {int(r["n_trials"]) for r in mine} == {len(pooled)}
-        curve = np.array([float(r["expected_max"]) for r in mine])
-        assert curve[0] == pytest.approx(np.mean(pooled), abs=1e-12)
-        assert np.all(np.diff(curve) >= -1e-12)
-        assert curve[-1] <= max(pooled) + 1e-12
-        assert all(float(r["low"]) <= float(r["expected_max"]) <= float(r["high"]) for r in mine)
-    assert len(rows) == 2 * len(SEEDS) + len(SEEDS) + 2  # isobn pools two configurations
+        best = max((s for s in summaries if s.task == "rte" and s.method == method), key=lambda s: s.median)
+        for over, draws in ((ALL_TRIALS, pooled), (BEST_SEEDS, list(best.values))):
+            mine = [r for r in rows if r["method"] == method and r["over"] == over]
+            assert [int(r["budget"]) for r in mine] == list(range(1, len(draws) + 1))
+            assert {int(r["n_trials"]) for r in mine} == {len(draws)}
+            curve = np.array([float(r["expected_max"]) for r in mine])
+            assert curve[0] == pytest.approx(np.mean(draws), abs=1e-12)
+            assert np.all(np.diff(curve) >= -1e-12)
+            assert curve[-1] <= max(draws) + 1e-12
+            assert all(float(r["low"]) <= float(r["expected_max"]) <= float(r["high"]) for r in mine)
 
 
 def test_write_sweep_figures_writes_three_figures_per_task(tmp_path: Path) -> None:
