@@ -107,8 +107,13 @@ def compare_sweep(summaries: Iterable[GroupSummary], *, compare: Sequence[str] |
     return SweepComparisons(
         per_task=per_task, across_tasks=across,
         iqm={m: interquartile_mean(v) for m, v in sorted(scores.items())},
-        selection_bias={m: float(np.nanmean(v)) for m, v in sorted(bias.items())},
+        selection_bias={m: _finite_mean(v) for m, v in sorted(bias.items())},
     )
+
+
+def _finite_mean(values: list[float]) -> float:
+    finite = [v for v in values if math.isfinite(v)]
+    return float(np.mean(finite)) if finite else math.nan
 
 
 def _best_by_method(groups: list[GroupSummary]) -> dict[str, GroupSummary]:

@@ -198,8 +198,9 @@ def test_report_prints_the_median_table_of_the_sweep(
 ) -> None:
     assert main(["report", str(minilm_sweep.root)]) == 0
     table = capsys.readouterr().out.splitlines()
-    assert table[0] == "| task | isobn | none | isobn − none |"
+    assert table[0] == "| task | isobn | none | isobn − none [95% CI]: verdict |"
     assert table[2].startswith("| rte |") and table[2].count("(n=3)") == 2
+    assert table[2].endswith(("A better |", "B better |", "not distinguishable from seed noise |"))
 
 
 # ----- the progress line on Tune's Trial objects ---------------------------------------------------
