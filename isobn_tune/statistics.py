@@ -65,8 +65,12 @@ _RNG_KEYWORD = "rng" if "rng" in inspect.signature(stats.bootstrap).parameters e
 _FEW_PAIRS = 5
 
 
-def _verdict(low: float, high: float) -> str:
-    """A better only when the whole interval is above 0, B better when it is below 0."""
+def _verdict(low: float, high: float, n_pairs: int) -> str:
+    """A better only when the whole interval is above 0, B better when it is below 0, and never
+    from fewer than ``_FEW_PAIRS`` seed pairs: no interval from the order statistics of 3 or 4
+    differences reaches 95% (3 pairs: 75%), so their verdict would be noise called a finding."""
+    if n_pairs < _FEW_PAIRS:
+        return NOT_DISTINGUISHABLE
     if low > 0:
         return A_BETTER
     if high < 0:
@@ -143,7 +147,7 @@ def _few_pairs_note(n: int, where: str = "") -> str:
         return f"only {n} seed pair{where}: too few for an interval"
     if n < _FEW_PAIRS:
         return (f"only {n} seed pairs{where}: the interval covers about {1 - 2.0 ** (1 - n):.1%}, "
-                f"not the nominal level; run at least {_FEW_PAIRS} seeds")
+                f"not the nominal level, so no verdict; run at least {_FEW_PAIRS} seeds")
     return ""
 
 
@@ -221,7 +225,7 @@ def paired_comparison(a: Mapping[int, float], b: Mapping[int, float], *, confide
                                      rng=generator)
     p_low, p_high = _percentile_interval([d], _win_rate, confidence=confidence, n_resamples=n_resamples,
                                          rng=generator)
-    return PairedComparison(n, diff_median, low, high, p_improve, p_low, p_high, _verdict(low, high),
+    return PairedComparison(n, diff_median, low, high, p_improve, p_low, p_high, _verdict(low, high, n),
                             label_a, label_b, confidence, _few_pairs_note(n))
 
 
@@ -299,7 +303,8 @@ def aggregate_across_tasks(per_task: Mapping[str, tuple[Mapping[int, float], Map
     note = _few_pairs_note(n_pairs[smallest], where=f" in task {smallest!r}")
 
     def result(low: float, high: float, p_low: float, p_high: float) -> AcrossTasks:
-        return AcrossTasks(len(diffs), mean_diff, low, high, p_improve, p_low, p_high, _verdict(low, high),
+        return AcrossTasks(len(diffs), mean_diff, low, high, p_improve, p_low, p_high,
+                           _verdict(low, high, sum(n_pairs.values())),
                            medians, n_pairs, label_a, label_b, confidence, note)
 
     if n_pairs[smallest] < 2:

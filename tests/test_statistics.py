@@ -299,3 +299,14 @@ def test_bad_input_messages_name_the_value():
         expected_max_curve([0.5, float("nan")])
     with pytest.raises(ValueError, match=r"got 0"):
         selection_bias(seed_std=0.1, n_seeds=0, k=3)
+
+
+def test_fewer_than_five_seed_pairs_never_give_a_verdict():
+    """3 pairs, all +2: the percentile interval [+2, +2] excludes 0, but with 3 pairs no interval
+    reaches 95% (at best 75%), so there is no verdict, and the note says why."""
+    a, b = {1: 2.0, 2: 2.1, 3: 1.9}, {1: 0.0, 2: 0.0, 3: 0.0}
+    result = paired_comparison(a, b)
+    assert result.ci95_low > 0 and result.verdict == NOT_DISTINGUISHABLE
+    assert "only 3 seed pairs" in result.note and "no verdict" in result.note
+    five = paired_comparison({**a, 4: 2.0, 5: 2.2}, {**b, 4: 0.0, 5: 0.0})
+    assert five.verdict == A_BETTER
