@@ -42,9 +42,17 @@ class TrialRecord:
 
 
 def config_group(cfg: TrialConfig) -> str:
-    """The configuration without its seed; of the normalisers' hyperparameters only its own."""
-    unused = set(PARAM_FIELDS) - set(params_of(cfg.cls_norm))
+    """The configuration without its seed; of the normalisers' hyperparameters only its own; without
+    the model's location (the same for every trial of a sweep, and a machine path in MLflow)."""
+    unused = set(PARAM_FIELDS) - set(params_of(cfg.cls_norm)) | {"model"}
     return group_key({k: v for k, v in cfg.to_dict().items() if k not in unused})
+
+
+def run_label(cfg: TrialConfig) -> str:
+    """A trial as a person reads it in the MLflow UI: ``rte · isobn beta=0.5 alpha=0.95 eps=0.1 ·
+    lr 2e-05 · bs 32 · seed 3``."""
+    norm = " ".join([cfg.cls_norm, *(f"{k}={v:g}" for k, v in cfg.norm_params().items())])
+    return f"{cfg.task} · {norm} · lr {cfg.lr:g} · bs {cfg.batch_size} · seed {cfg.seed}"
 
 
 def method_label(cfg: TrialConfig) -> str:

@@ -27,6 +27,7 @@ from isobn_tune.aggregate import (
     config_group,
     method_table,
     record_from_result,
+    run_label,
     summarise_groups,
     sweep_description,
     table_csv,
@@ -202,7 +203,7 @@ class TrialLogger(Callback):
         values = cfg.to_dict()
         tr = self.tracker
         run_id = client.create_run(
-            tr.experiment_id, run_name=f"{self.task}-{trial.trial_id}",
+            tr.experiment_id, run_name=run_label(cfg),
             tags={PARENT_TAG: tr.parent_run_id, TRIAL_TAG: trial.trial_id, TASK_TAG: self.task,
                   SEED_TAG: str(cfg.seed), GROUP_TAG: config_group(cfg),
                   METHOD_TAG: cfg.cls_norm, STATUS_TAG: "running", KIND_TAG: KIND_TRIAL},

@@ -213,6 +213,14 @@ def test_seed_is_param_and_tag(sweep: Sweep) -> None:
     assert {c.data.tags["isobn.seed"] for c in sweep.children} == {"1", "2", "3"}
 
 
+def test_child_runs_have_names_a_person_can_read(sweep: Sweep) -> None:
+    for child in sweep.children:
+        cfg = sweep.tune_config(child)
+        norm = "none" if cfg.cls_norm == "none" else "isobn beta=0.5 alpha=0.95 eps=0.1"
+        assert child.info.run_name == f"{TASK} · {norm} · lr {cfg.lr:g} · bs 16 · seed {cfg.seed}"
+    assert "/" not in "".join(child.data.tags["isobn.config_group"] for child in sweep.children)
+
+
 def test_config_group_tag_is_the_config_without_seed(sweep: Sweep) -> None:
     for child in sweep.children:
         assert child.data.tags["isobn.config_group"] == config_group(sweep.tune_config(child))
