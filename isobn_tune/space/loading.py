@@ -170,7 +170,9 @@ def _walk(loc: tuple[Any, ...]) -> tuple[str, type[BaseModel] | None]:
             path += f"[{part}]"
             candidates = []
             continue
-        path += f".{part}" if path else str(part)
+        printable = isinstance(part, str) and part and part.isprintable() and part.strip() == part
+        key = part if printable else repr(part)  # one line per problem, whatever the key
+        path += f".{key}" if path else key
         field = candidates[0].model_fields.get(part) if candidates else None
         candidates = _models_in(field.annotation) if field else []
     return path or "(top level)", candidates[0] if len(candidates) == 1 else None
