@@ -23,7 +23,7 @@ from isobn_tune.group_schedulers import GroupMedianStoppingRule, GroupSuccessive
 from isobn_tune.metrics import BEST_OBJECTIVE, MODE, OBJECTIVE
 from isobn_tune.recipe import GRID_POINT_KEY
 from isobn_tune.seed_repeater import SeedMedianRepeater
-from isobn_tune.space import SweepSpace, grid_points, optuna_base_config, trial_configs, trials_per_task
+from isobn_tune.space import SweepSpace, fixed_config, grid_points, optuna_base_config, trials_per_task
 
 
 def build_param_space(space: SweepSpace, task: str) -> dict[str, Any]:
@@ -42,9 +42,7 @@ def build_param_space(space: SweepSpace, task: str) -> dict[str, Any]:
             "beta": tune.uniform(opt.beta.low, opt.beta.high),
             "alpha": tune.uniform(opt.alpha.low, opt.alpha.high),
         }
-    points = grid_points(space)
-    fixed = {k: v for k, v in trial_configs(space, task)[0].items() if k not in points[0]}
-    return fixed | {GRID_POINT_KEY: tune.grid_search(points)}
+    return fixed_config(space, task) | {GRID_POINT_KEY: tune.grid_search(grid_points(space))}
 
 
 def num_samples(space: SweepSpace) -> int:

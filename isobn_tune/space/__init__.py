@@ -1,6 +1,7 @@
 """The search-space file: its schema, reading it with overrides, and expanding it into trials."""
 
 from isobn_tune.space.expansion import (
+    fixed_config,
     grid_axes,
     grid_points,
     optuna_base_config,
@@ -15,6 +16,7 @@ __all__ = [
     "SweepSpace",
     "apply_overrides",
     "effective_space_text",
+    "fixed_config",
     "grid_axes",
     "grid_points",
     "load_space",

@@ -25,6 +25,7 @@ def _check_task(space: SweepSpace, task: str) -> None:
 
 def fixed_config(space: SweepSpace, task: str) -> dict[str, Any]:
     """Trial-config fields that no grid axis varies."""
+    _check_task(space, task)
     return {
         "task": task,
         "model": space.model.name_or_path,
@@ -69,7 +70,6 @@ def grid_points(space: SweepSpace) -> list[dict[str, Any]]:
 
 def trial_configs(space: SweepSpace, task: str) -> list[dict[str, Any]]:
     """Every trial of a grid sweep on ``task`` as ``TrialConfig`` dicts, in trial order."""
-    _check_task(space, task)
     fixed = fixed_config(space, task)
     return [fixed | point for point in grid_points(space)]
 
@@ -78,7 +78,6 @@ def optuna_base_config(space: SweepSpace, task: str) -> dict[str, Any]:
     """The ``TrialConfig`` fields an Optuna sweep keeps fixed: all but beta, alpha, seed."""
     if space.optuna is None:
         raise ValueError("not an Optuna sweep")
-    _check_task(space, task)
     base = space.optuna.base
     return fixed_config(space, task) | {
         "cls_norm": base.cls_norm,
