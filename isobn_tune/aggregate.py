@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import io
-import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -14,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from isobn_tune.cls_norm import PARAM_FIELDS, params_of
-from isobn_tune.comparisons import BASELINE, CSV_COLUMNS, compare_sweep, comparisons_markdown
+from isobn_tune.comparisons import BASELINE, CSV_COLUMNS, compare_sweep, comparisons_markdown, points
 from isobn_tune.groups import group_key
 from isobn_tune.metrics import BEST_OBJECTIVE
 from isobn_tune.recipe import TrialConfig
@@ -212,7 +211,5 @@ def sweep_description(summaries: list[GroupSummary], compare: Sequence[str] | No
 
 
 def _difference(row: dict[str, Any]) -> str:
-    def pct(value: float) -> str:
-        return f"{100 * value:+.2f}" if math.isfinite(value) else "–"
-
-    return f"{pct(row['diff_median'])} [{pct(row['ci95_low'])}, {pct(row['ci95_high'])}]: {row['verdict']}"
+    return (f"{points(row['diff_median'])} [{points(row['ci95_low'])}, {points(row['ci95_high'])}]: "
+            f"{row['verdict']}")

@@ -140,7 +140,8 @@ def _selection_bias(groups: list[GroupSummary]) -> float:
     return selection_bias(seed_std=seed_std, n_seeds=n_seeds, k=len(usable))
 
 
-def _pct(value: float) -> str:
+def points(value: float) -> str:
+    """A difference of scores in points (x100, signed), as the tables print it; "–" if undefined."""
     return "–" if not math.isfinite(value) else f"{100 * value:+.2f}"
 
 
@@ -151,15 +152,15 @@ def comparisons_markdown(result: SweepComparisons) -> str:
     for c in result.per_task:
         r = c.result
         name = f"**{c.a}**" if c.best else c.a
-        ci = f"[{_pct(r.ci95_low)}, {_pct(r.ci95_high)}]"
+        ci = f"[{points(r.ci95_low)}, {points(r.ci95_high)}]"
         p = "–" if not math.isfinite(r.p_improve) else f"{r.p_improve:.2f}"
-        lines.append(f"| {c.task} | {name} | {c.b} | {_pct(r.diff_median)} | {ci} | {p} | {r.n_pairs} | "
+        lines.append(f"| {c.task} | {name} | {c.b} | {points(r.diff_median)} | {ci} | {p} | {r.n_pairs} | "
                      f"{r.verdict} |")
     for method, across in result.across_tasks.items():
-        ci = f"[{_pct(across.ci95_low)}, {_pct(across.ci95_high)}]"
+        ci = f"[{points(across.ci95_low)}, {points(across.ci95_high)}]"
         lines.append(f"| all tasks (mean) | {method} best | {across.b} best | "
-                     f"{_pct(across.mean_diff_median)} | {ci} | {across.p_improve:.2f} | {across.n_pairs} | "
-                     f"{across.verdict} |")
+                     f"{points(across.mean_diff_median)} | {ci} | {across.p_improve:.2f} | "
+                     f"{across.n_pairs} | {across.verdict} |")
     notes = []
     if result.iqm:
         notes.append("Interquartile mean of the best configurations' seed scores: "

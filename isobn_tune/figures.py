@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from isobn_tune.aggregate import GroupSummary, TrialRecord, config_group, short_label, summarise_groups
-from isobn_tune.statistics import _percentile_interval, expected_max_curve
+from isobn_tune.statistics import expected_max_curve, percentile_interval
 
 __all__ = [
     "budget_curves_figure",
@@ -90,7 +90,7 @@ def _median_interval(values: Sequence[float]) -> tuple[float, float]:
     array = np.asarray(values, dtype=float)
     if array.size < _MIN_BOOTSTRAP_SEEDS:
         return float(array.min()), float(array.max())
-    return _percentile_interval((array,), np.median, confidence=_CONFIDENCE, n_resamples=_N_RESAMPLES,
+    return percentile_interval((array,), np.median, confidence=_CONFIDENCE, n_resamples=_N_RESAMPLES,
                                 rng=np.random.default_rng(0))
 
 

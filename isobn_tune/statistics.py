@@ -44,6 +44,7 @@ __all__ = [
     "interquartile_mean",
     "iqm_by_method",
     "paired_comparison",
+    "percentile_interval",
     "sample_median_std",
     "selection_bias",
 ]
@@ -127,7 +128,7 @@ def _median(d: np.ndarray, axis: int = -1) -> np.ndarray:
     return np.median(d, axis=axis)
 
 
-def _percentile_interval(samples: Sequence[np.ndarray], statistic: Callable[..., Any], *, confidence: float,
+def percentile_interval(samples: Sequence[np.ndarray], statistic: Callable[..., Any], *, confidence: float,
                          n_resamples: int, rng: np.random.Generator) -> tuple[float, float]:
     """Percentile bootstrap interval of ``statistic(*samples, axis=-1)``; each sample is resampled
     on its own (one sample: plain bootstrap; several: stratified bootstrap)."""
@@ -221,9 +222,9 @@ def paired_comparison(a: Mapping[int, float], b: Mapping[int, float], *, confide
     if n < 2:
         return PairedComparison(n, diff_median, nan, nan, p_improve, nan, nan, NOT_DISTINGUISHABLE,
                                 label_a, label_b, confidence, _few_pairs_note(n))
-    low, high = _percentile_interval([d], _median, confidence=confidence, n_resamples=n_resamples,
+    low, high = percentile_interval([d], _median, confidence=confidence, n_resamples=n_resamples,
                                      rng=generator)
-    p_low, p_high = _percentile_interval([d], _win_rate, confidence=confidence, n_resamples=n_resamples,
+    p_low, p_high = percentile_interval([d], _win_rate, confidence=confidence, n_resamples=n_resamples,
                                          rng=generator)
     return PairedComparison(n, diff_median, low, high, p_improve, p_low, p_high, _verdict(low, high, n),
                             label_a, label_b, confidence, _few_pairs_note(n))
@@ -317,9 +318,9 @@ def aggregate_across_tasks(per_task: Mapping[str, tuple[Mapping[int, float], Map
     def mean_of_win_rates(*ds: np.ndarray, axis: int = -1) -> np.ndarray:
         return np.mean([_win_rate(d, axis=axis) for d in ds], axis=0)
 
-    low, high = _percentile_interval(samples, mean_of_medians, confidence=confidence, n_resamples=n_resamples,
+    low, high = percentile_interval(samples, mean_of_medians, confidence=confidence, n_resamples=n_resamples,
                                      rng=generator)
-    p_low, p_high = _percentile_interval(samples, mean_of_win_rates, confidence=confidence,
+    p_low, p_high = percentile_interval(samples, mean_of_win_rates, confidence=confidence,
                                          n_resamples=n_resamples, rng=generator)
     return result(low, high, p_low, p_high)
 
