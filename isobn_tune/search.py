@@ -83,7 +83,7 @@ def build_scheduler(space: SweepSpace) -> TrialScheduler:
     if section.type == "pbt":
         return PopulationBasedTraining(
             time_attr="epoch", metric=OBJECTIVE, mode=MODE,
-            perturbation_interval=section.perturbation_interval,
+            perturbation_interval=section.perturbation_interval, synch=section.synch,
             # The grid's lr sits in the trial's grid point (see build_param_space).
             hyperparam_mutations={GRID_POINT_KEY: {"lr": list(section.hyperparam_mutations.lr)}},
         )

@@ -265,3 +265,5 @@ def test_pbt_exploits_the_current_epoch_and_mutates_only_lr() -> None:
     assert (scheduler.metric, scheduler._time_attr) == (OBJECTIVE, "epoch")
     assert scheduler._perturbation_interval == 2
     assert scheduler._hyperparam_mutations == {"grid_point": {"lr": [1e-5, 3e-5]}}
+    assert scheduler._synch is False
+    assert build_scheduler(make_space(scheduler={**section, "synch": True}))._synch is True

@@ -191,6 +191,11 @@ class PbtScheduler(StrictModel):
         default=1, ge=1, le=1000, description="Epochs between exploit/explore steps."
     )
     hyperparam_mutations: PbtMutations = Field(description="What PBT mutates: only lr.")
+    synch: bool = Field(
+        default=False,
+        description=("Exploit only once every trial reached the interval: reproducible decisions "
+                     "at the cost of idle waiting (Ray's asynchronous PBT decides as results arrive)."),
+    )
 
 
 class AshaByConfigScheduler(StrictModel):
