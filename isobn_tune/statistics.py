@@ -7,6 +7,8 @@ removes the part of the noise the seed shares between them. Scores are "higher i
 
 - :func:`paired_comparison`: median paired difference A-B with a bootstrap interval, the
   probability of improvement, and a verdict.
+- :func:`paired_worse_test`: is A worse than B by more than a margin? A one-sided exact Wilcoxon
+  signed-rank test, for decisions on few seeds (the ``race_by_config`` scheduler).
 - :func:`aggregate_across_tasks`: the same over several tasks, with a stratified bootstrap
   (Agarwal et al. 2021, "Deep RL at the Edge of the Statistical Precipice").
 - :func:`interquartile_mean`: the IQM, a robust average (Agarwal et al. 2021).
@@ -37,6 +39,7 @@ __all__ = [
     "AcrossTasks",
     "ExpectedMaxCurve",
     "PairedComparison",
+    "PairedWorse",
     "Verdict",
     "aggregate_across_tasks",
     "expected_max_curve",
@@ -44,9 +47,11 @@ __all__ = [
     "interquartile_mean",
     "iqm_by_method",
     "paired_comparison",
+    "paired_worse_test",
     "percentile_interval",
     "sample_median_std",
     "selection_bias",
+    "smallest_one_sided_p",
 ]
 
 A_BETTER = "A better"
@@ -228,6 +233,43 @@ def paired_comparison(a: Mapping[int, float], b: Mapping[int, float], *, confide
                                          rng=generator)
     return PairedComparison(n, diff_median, low, high, p_improve, p_low, p_high, _verdict(low, high, n),
                             label_a, label_b, confidence, _few_pairs_note(n))
+
+
+@dataclass(frozen=True)
+class PairedWorse:
+    """A one-sided paired test of "A is worse than B": ``diff_median`` is the median of a - b
+    over the ``n_pairs`` seeds scored in both (NaN without pairs)."""
+
+    n_pairs: int
+    diff_median: float
+    p_value: float
+
+
+def smallest_one_sided_p(n_pairs: int) -> float:
+    """The smallest p-value the exact one-sided signed-rank test reaches on ``n_pairs`` pairs (every
+    pair on the same side): 2**-n, so 0.125 for 3 seeds and 0.03125 for 5."""
+    return 0.5**n_pairs
+
+
+def paired_worse_test(a: Mapping[Any, float], b: Mapping[Any, float], *, margin: float = 0.0) -> PairedWorse:
+    """Is A worse than B by more than ``margin``? ``a`` and ``b`` map seed -> score (higher is
+    better); only seeds scored in both count.
+
+    The exact one-sided Wilcoxon signed-rank test (``scipy.stats.wilcoxon``) of the differences
+    a - b + margin, alternative: shifted below 0. Exact because decisions are taken on a handful of
+    seeds, where the normal approximation is off. Pairs exactly at -margin carry no sign and are
+    dropped (Wilcoxon's convention, done here so every scipy release does the same); with none left
+    the p-value is 1. With n pairs the p-value is at least :func:`smallest_one_sided_p`.
+    """
+    d = _paired_differences(a, b)
+    if d.size == 0:
+        return PairedWorse(0, float("nan"), 1.0)
+    shifted = d + margin
+    signed = shifted[shifted != 0]
+    if signed.size == 0:
+        return PairedWorse(int(d.size), float(np.median(d)), 1.0)
+    result = stats.wilcoxon(signed, alternative="less", method="exact")
+    return PairedWorse(int(d.size), float(np.median(d)), float(result.pvalue))
 
 
 @dataclass(frozen=True)

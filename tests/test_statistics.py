@@ -14,14 +14,17 @@ from isobn_tune.statistics import (
     A_BETTER,
     B_BETTER,
     NOT_DISTINGUISHABLE,
+    PairedWorse,
     aggregate_across_tasks,
     expected_max_curve,
     expected_max_standard_normal,
     interquartile_mean,
     iqm_by_method,
     paired_comparison,
+    paired_worse_test,
     sample_median_std,
     selection_bias,
+    smallest_one_sided_p,
 )
 
 SEEDS = (11, 22, 33, 44, 55)
@@ -310,3 +313,34 @@ def test_fewer_than_five_seed_pairs_never_give_a_verdict():
     assert "only 3 seed pairs" in result.note and "no verdict" in result.note
     five = paired_comparison({**a, 4: 2.0, 5: 2.2}, {**b, 4: 0.0, 5: 0.0})
     assert five.verdict == A_BETTER
+
+
+# ----- the race's one-sided paired test ---------------------------------------------------------
+RACE_BEST = {seed: float(i) for i, seed in enumerate(SEEDS)}  # a large seed effect
+RACE_WORSE = {seed: value - 0.3 for seed, value in RACE_BEST.items()}
+
+
+def test_paired_worse_test_is_exact_and_one_sided() -> None:
+    assert paired_worse_test(RACE_WORSE, RACE_BEST) == PairedWorse(5, pytest.approx(-0.3), 1 / 32)
+    assert paired_worse_test(RACE_BEST, RACE_WORSE).p_value == 1.0
+
+
+def test_paired_worse_test_counts_a_lag_within_the_margin_as_tied() -> None:
+    assert paired_worse_test(RACE_WORSE, RACE_BEST, margin=0.5).p_value == 1.0
+    assert paired_worse_test(RACE_WORSE, RACE_BEST, margin=0.2).p_value == 1 / 32
+
+
+def test_paired_worse_test_uses_only_shared_scored_seeds_and_drops_ties() -> None:
+    worse = RACE_WORSE | {SEEDS[0]: math.nan, 99: -50.0}
+    assert paired_worse_test(worse, RACE_BEST) == PairedWorse(4, pytest.approx(-0.3), smallest_one_sided_p(4))
+    tied = RACE_BEST | {SEEDS[0]: RACE_BEST[SEEDS[0]] - 1}
+    assert paired_worse_test(tied, RACE_BEST).p_value == 0.5  # one signed pair: 2**-1
+    assert paired_worse_test(RACE_BEST, RACE_BEST) == PairedWorse(5, 0.0, 1.0)
+    assert paired_worse_test({}, RACE_BEST).p_value == 1.0
+
+
+def test_the_smallest_one_sided_p_is_what_every_pair_worse_gives() -> None:
+    for n in (3, 4, 5):
+        seeds = SEEDS[:n]
+        worse = {s: RACE_WORSE[s] for s in seeds}
+        assert paired_worse_test(worse, RACE_BEST).p_value == smallest_one_sided_p(n) == 2.0**-n
