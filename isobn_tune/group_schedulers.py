@@ -2,7 +2,9 @@
 
 Ray's per-trial ASHA and median stopping rule stop some seeds of a configuration and keep others;
 the survivors are the lucky seeds, so the configuration's median over seeds is biased upward.
-These schedulers decide per group instead, on the median over its seeds.
+These schedulers decide per group instead: on the median over its seeds
+(:class:`GroupSuccessiveHalving`, :class:`GroupMedianStoppingRule`), or seed by seed against the
+best group so far (:class:`RaceByConfig`).
 
 How a decision is synchronised: a milestone (an ASHA rung, or an epoch of the median rule) is
 decided once per group, when none of the group's seeds that Tune has created is still unfinished
@@ -33,7 +35,7 @@ import os
 import pickle
 import tempfile
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,7 +46,8 @@ from ray.tune.result import DEFAULT_METRIC
 from ray.tune.schedulers import TrialScheduler
 
 from isobn_tune.errors import UserError
-from isobn_tune.groups import group_key
+from isobn_tune.groups import MIN_PAIRED_SEEDS, RACE_ALPHA, group_key, seed_of
+from isobn_tune.statistics import paired_worse_test
 
 STATE_FILE = "group-scheduler-state.pkl"
 _FINISHED = (Trial.TERMINATED, Trial.ERROR)
@@ -52,6 +55,7 @@ _FINISHED = (Trial.TERMINATED, Trial.ERROR)
 _RUNTIME = ("_trials", "_group_of", "_members", "_state_path", "_to_park", "_to_stop")
 
 GroupFn = Callable[[dict[str, Any]], str]
+SeedFn = Callable[[dict[str, Any]], Hashable]
 Milestone = float
 
 
@@ -82,6 +86,7 @@ class _GroupScheduler(TrialScheduler):
     """Shared machinery: milestones, pausing, group decisions, persistence."""
 
     _supports_buffered_results = False
+    _book_type: type[_Book] = _Book
 
     def __init__(
         self,
@@ -102,7 +107,7 @@ class _GroupScheduler(TrialScheduler):
             self._set_mode(mode)
         self._max_t = max_t
         self._group_fn = group_fn
-        self._book = _Book()
+        self._book = self._book_type()
         self._state_path: Path | None = None
         self._trials: dict[str, Trial] = {}
         self._group_of: dict[str, str] = {}
@@ -120,8 +125,9 @@ class _GroupScheduler(TrialScheduler):
         """The signed value a seed brings to a milestone."""
         raise NotImplementedError
 
-    def _keep(self, group: str, milestone: Milestone, median: float) -> bool:
-        """Whether a group with this median continues past the milestone (before recording it)."""
+    def _keep(self, group: str, milestone: Milestone, values: Mapping[str, float]) -> bool:
+        """Whether a group whose seeds (trial ids) brought these values continues past the
+        milestone (before its median is recorded)."""
         raise NotImplementedError
 
     def _describe(self) -> str:
@@ -274,9 +280,8 @@ class _GroupScheduler(TrialScheduler):
         """Decide a group at a milestone and apply it to its waiting seeds but ``current``."""
         book = self._book
         values = book.arrivals.pop((group, milestone))
-        median = float(np.median(list(values.values())))
-        keep = self._keep(group, milestone, median)
-        book.recorded.setdefault(milestone, {})[group] = median
+        keep = self._keep(group, milestone, values)
+        book.recorded.setdefault(milestone, {})[group] = _median(values)
         book.decisions[(group, milestone)] = keep
         book.decided_on[(group, milestone)] = tuple(sorted(values))
         if not keep:
@@ -364,6 +369,10 @@ class _GroupScheduler(TrialScheduler):
         self._sign = 1.0 if mode == "max" else -1.0
 
 
+def _median(values: Mapping[str, float]) -> float:
+    return float(np.median(list(values.values())))
+
+
 def _stop(tune_controller: Any, trial: Trial) -> None:
     """Stop a trial that is waiting (paused or pending), also in the saved experiment state: Tune
     records the new status of a trial without an actor only when told to."""
@@ -415,9 +424,9 @@ class GroupSuccessiveHalving(_GroupScheduler):
     def _arrival_value(self, trial_id: str, value: float) -> float:
         return value
 
-    def _keep(self, group: str, milestone: Milestone, median: float) -> bool:
+    def _keep(self, group: str, milestone: Milestone, values: Mapping[str, float]) -> bool:
         earlier = list(self._book.recorded.get(milestone, {}).values())
-        return not earlier or median >= np.nanpercentile(earlier, (1 - 1 / self._rf) * 100)
+        return not earlier or _median(values) >= np.nanpercentile(earlier, (1 - 1 / self._rf) * 100)
 
     def _describe(self) -> str:
         return "rungs " + ", ".join(f"{rung:g}" for rung in self.rungs)
@@ -463,9 +472,137 @@ class GroupMedianStoppingRule(_GroupScheduler):
     def _arrival_value(self, trial_id: str, value: float) -> float:
         return self._book.best[trial_id]
 
-    def _keep(self, group: str, milestone: Milestone, median: float) -> bool:
+    def _keep(self, group: str, milestone: Milestone, values: Mapping[str, float]) -> bool:
         others = [v for g, v in self._book.recorded.get(milestone, {}).items() if g != group]
-        return len(others) < self._min_groups_required or median >= np.nanmedian(others)
+        return len(others) < self._min_groups_required or _median(values) >= np.nanmedian(others)
 
     def _describe(self) -> str:
         return f"from {self._grace_period:g}, needs {self._min_groups_required} other groups"
+
+
+@dataclass(frozen=True)
+class RaceStop:
+    """Why a race stopped a configuration: at ``epoch`` its seeds trailed those of ``incumbent``
+    (a group key) by a median of ``diff`` (challenger - incumbent, in the metric's units) over
+    ``n_pairs`` shared seeds, with one-sided p-value ``p_value``."""
+
+    epoch: Milestone
+    incumbent: str
+    diff: float
+    p_value: float
+    n_pairs: int
+
+
+@dataclass
+class _RaceBook(_Book):
+    seed_of: dict[str, Hashable] = field(default_factory=dict)  # trial id -> its seed
+    # milestone -> group -> seed -> signed value: the pairs every later decision there compares with
+    by_seed: dict[Milestone, dict[str, dict[Hashable, float]]] = field(default_factory=dict)
+    stops: dict[str, RaceStop] = field(default_factory=dict)
+
+
+class RaceByConfig(_GroupScheduler):
+    """Seed-paired racing over configuration groups (F-race, SMAC's intensifier): at every
+    ``time_attr`` value from ``min_epochs`` on, a group is compared seed by seed with the
+    incumbent, the group with the best median at that time over the seeds the two share; it stops
+    as a whole when a one-sided exact Wilcoxon signed-rank test says it is worse by more than
+    ``tolerance`` at level ``alpha`` (:func:`isobn_tune.statistics.paired_worse_test`).
+
+    Why: rank-based rules (ASHA, the median rule) stop groups whose seed medians happen to trail
+    and keep the first arrivals at a rung; pairing by seed removes the noise a seed shares across
+    configurations, so a group stops only on evidence. Never on fewer than
+    :data:`~isobn_tune.groups.MIN_PAIRED_SEEDS` shared seeds; with n seeds the p-value is at least
+    2**-n, so ``alpha`` 0.05 needs 5 seeds (3 seeds: ``alpha`` >= 0.125, every seed worse).
+
+    A seed's value at a milestone is its best so far. The incumbent is chosen among the groups
+    decided at that milestone so far, the group itself included (then it continues). ``max_t``
+    (optional) stops trials at that time without a last, useless wait. Why each group stopped is
+    in :attr:`stops` (saved with the book; see :func:`saved_race_stops`).
+    """
+
+    _book_type = _RaceBook
+    _book: _RaceBook
+
+    def __init__(
+        self,
+        time_attr: str = "epoch",
+        metric: str | None = None,
+        mode: str | None = None,
+        min_epochs: float = 1,
+        alpha: float = RACE_ALPHA,
+        tolerance: float = 0.0,
+        max_t: float | None = None,
+        group_fn: GroupFn = group_key,
+        seed_fn: SeedFn = seed_of,
+    ) -> None:
+        super().__init__(time_attr, metric, mode, max_t, group_fn)
+        if not min_epochs >= 0:
+            raise UserError(f"RaceByConfig: min_epochs={min_epochs} must be >= 0")
+        if not 0 < alpha < 1:
+            raise UserError(f"RaceByConfig: alpha={alpha} must be in (0, 1)")
+        if not 0 <= tolerance < math.inf:
+            raise UserError(f"RaceByConfig: tolerance={tolerance} must be finite and >= 0")
+        self._min_epochs = min_epochs
+        self._alpha = alpha
+        self._tolerance = tolerance
+        self._seed_fn = seed_fn
+
+    @property
+    def stops(self) -> dict[str, RaceStop]:
+        """Group key -> why it was stopped."""
+        return dict(self._book.stops)
+
+    def on_trial_add(self, tune_controller: Any, trial: Trial) -> None:
+        super().on_trial_add(tune_controller, trial)  # first, as it may adopt the saved book
+        if trial.trial_id not in self._book.seed_of:
+            self._book.seed_of[trial.trial_id] = self._seed_fn(trial.config)
+            self._save()
+
+    def _milestone(self, previous: float, now: float) -> Milestone | None:
+        return now if now >= self._min_epochs and now > previous else None
+
+    def _arrival_value(self, trial_id: str, value: float) -> float:
+        return self._book.best[trial_id]
+
+    def _keep(self, group: str, milestone: Milestone, values: Mapping[str, float]) -> bool:
+        book = self._book
+        mine = {book.seed_of[tid]: v for tid, v in values.items() if math.isfinite(v)}
+        here = book.by_seed.setdefault(milestone, {})
+        here[group] = mine
+        incumbent = self._incumbent(group, here)
+        if incumbent == group:
+            return True
+        test = paired_worse_test(mine, here[incumbent], margin=self._tolerance)
+        if test.p_value > self._alpha:
+            return True
+        book.stops[group] = RaceStop(milestone, incumbent, self._sign * test.diff_median, test.p_value,
+                                     test.n_pairs)
+        return False
+
+    @staticmethod
+    def _incumbent(group: str, here: Mapping[str, Mapping[Hashable, float]]) -> str:
+        """The group with the best median over the seeds it shares with ``group`` (at least
+        :data:`MIN_PAIRED_SEEDS` of them); ``group`` itself on a tie or without such a group."""
+        mine = here[group]
+        best, best_median = group, float(np.median(list(mine.values()))) if mine else -math.inf
+        for other, values in here.items():
+            shared = [values[seed] for seed in mine.keys() & values.keys()]
+            if other != group and len(shared) >= MIN_PAIRED_SEEDS:
+                median = float(np.median(shared))
+                if median > best_median:
+                    best, best_median = other, median
+        return best
+
+    def _describe(self) -> str:
+        return (f"from {self._min_epochs:g}, alpha {self._alpha:g}, tolerance {self._tolerance:g}, "
+                f"at least {MIN_PAIRED_SEEDS} shared seeds")
+
+
+def saved_race_stops(experiment_dir: str | Path) -> dict[str, RaceStop] | None:
+    """The stops of the :class:`RaceByConfig` that ran the Tune experiment in ``experiment_dir``
+    (its driver staging directory), by group key; None if no race ran there."""
+    path = Path(experiment_dir, STATE_FILE)
+    if not path.is_file():
+        return None
+    book = pickle.loads(path.read_bytes())
+    return dict(book.stops) if isinstance(book, _RaceBook) else None

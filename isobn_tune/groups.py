@@ -9,6 +9,10 @@ from typing import Any
 import numpy as np
 
 SEED_KEYS = ("seed", "__trial_index__")
+MIN_PAIRED_SEEDS = 3
+"""The fewest seeds two configurations must share before a race (``race_by_config``) compares them."""
+RACE_ALPHA = 0.05
+"""The default level of a race's one-sided paired test."""
 
 _DELIMITERS = frozenset(",={}[]'\" ")
 
@@ -24,6 +28,15 @@ def group_key(config: Mapping[str, Any]) -> str:
     is ``"lr=2e-05,task=rte"``.
     """
     return _render_mapping(_without_seeds(config))
+
+
+def seed_of(config: Mapping[str, Any]) -> Any:
+    """The ``seed`` of a trial's config at any depth (a grid trial's sits in its grid point); None
+    without one. Configurations sharing a seed share its head init and data order: a pair."""
+    if "seed" in config:
+        return config["seed"]
+    nested = (seed_of(value) for value in config.values() if isinstance(value, Mapping))
+    return next((seed for seed in nested if seed is not None), None)
 
 
 def _without_seeds(config: Mapping[str, Any]) -> dict[str, Any]:

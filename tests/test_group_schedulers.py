@@ -2,7 +2,8 @@
 
 The trainable's metric is the configuration's true quality plus a large, fixed per-seed offset,
 so per-trial early stopping keeps the lucky seeds while the true group median (all seeds to the
-end) is known exactly.
+end) is known exactly. The race (``RaceByConfig``) runs on known per-seed curves instead: a seed
+effect shared by every configuration plus each configuration's own offset on that seed.
 """
 
 from __future__ import annotations
@@ -29,6 +30,9 @@ from isobn_tune.group_schedulers import (
     STATE_FILE,
     GroupMedianStoppingRule,
     GroupSuccessiveHalving,
+    RaceByConfig,
+    RaceStop,
+    saved_race_stops,
 )
 from isobn_tune.groups import group_key
 
@@ -60,15 +64,16 @@ def noisy_trainable(config: dict) -> None:
 
 
 class InterruptAtRung(tune.Callback):
-    """Sends the driver SIGUSR1 (Tune's Ctrl+C) at a configuration's first result at a rung: that
-    seed waits there for its siblings across the interruption. Fires once: the flag file is
-    consumed, so the copy of this callback that ``Tuner.restore`` unpickles does nothing."""
+    """Sends the driver SIGUSR1 (Tune's Ctrl+C) at the first result at a rung of the configuration
+    whose ``key`` is ``value``: that seed waits there for its siblings across the interruption.
+    Fires once: the flag file is consumed, so the copy of this callback that ``Tuner.restore``
+    unpickles does nothing."""
 
-    def __init__(self, flag: Path, true_quality: float, rung: int) -> None:
-        self.flag, self.true_quality, self.rung = flag, true_quality, rung
+    def __init__(self, flag: Path, key: str, value: object, rung: int) -> None:
+        self.flag, self.key, self.value, self.rung = flag, key, value, rung
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
-        ours = trial.config["true_quality"] == self.true_quality
+        ours = trial.config[self.key] == self.value
         if ours and result["epoch"] == self.rung and self.flag.exists():
             self.flag.unlink()
             os.kill(os.getpid(), signal.SIGUSR1)
@@ -256,7 +261,7 @@ def test_restore_mid_run_decides_like_an_uninterrupted_run(tmp_path, group_halvi
     flag.touch()
     scheduler = GroupSuccessiveHalving(max_t=MAX_T, grace_period=1, reduction_factor=3)
     # The last group, at its first rung: the decision there needs the other groups' medians.
-    interrupt = InterruptAtRung(flag, true_quality=QUALITIES[-1], rung=RUNGS[0])
+    interrupt = InterruptAtRung(flag, "true_quality", QUALITIES[-1], RUNGS[0])
     interrupted = make_tuner(
         scheduler, tmp_path, max_concurrent=len(SEEDS), callbacks=(interrupt,)
     ).fit()
@@ -322,3 +327,100 @@ def test_with_concurrency_equal_to_the_seeds_every_group_decision_sees_all_seeds
     assert book.decided_on, "the scheduler decided nothing"
     assert {len(seeds) for seeds in book.decided_on.values()} == {len(SEEDS)}
     assert any(not keep for keep in book.decisions.values()), "no configuration was stopped"
+
+
+# ----- the race on known per-seed curves ---------------------------------------------------------
+RACE_SEEDS = (0, 1, 2, 3, 4)  # the exact one-sided test on 5 pairs reaches 1/32 < alpha 0.05
+RACE_MAX_T, RACE_MIN_EPOCHS = 4, 2
+SEED_EFFECT = (0.9, -1.3, 0.2, 1.7, -0.6)  # shared by every configuration: what pairing removes
+RACE_OFFSETS = {  # each configuration's offset on each seed, in trial order
+    "best": (0.0, 0.0, 0.0, 0.0, 0.0),
+    "worse": (-0.3, -0.2, -0.4, -0.25, -0.35),  # behind on every seed, by far less than the seed spread
+    "tied": (0.1, -0.1, -0.05, 0.05, 0.0),  # a lower median than "best", but ahead on some seeds
+}
+
+
+def race_trainable(config: dict) -> None:
+    """A seed's curve: the seed effect plus the configuration's offset on it, rising 0.1 per epoch."""
+    start = 0
+    checkpoint = tune.get_checkpoint()
+    if checkpoint:
+        with checkpoint.as_directory() as folder:
+            start = int(Path(folder, "epoch").read_text())
+    seed = config["seed"]
+    for epoch in range(start + 1, RACE_MAX_T + 1):
+        value = SEED_EFFECT[seed] + RACE_OFFSETS[config["variant"]][seed] + 0.1 * epoch
+        with tempfile.TemporaryDirectory() as folder:
+            Path(folder, "epoch").write_text(str(epoch))
+            tune.report({"epoch": epoch, "objective": value},
+                        checkpoint=tune.Checkpoint.from_directory(folder))
+
+
+RACE_TRAINABLE = tune.with_resources(race_trainable, {"cpu": 0.2})  # a group's seeds run at once
+
+
+def race_tuner(path: Path, callbacks: tuple[tune.Callback, ...] = ()) -> tune.Tuner:
+    """The three configurations one after another (at most one group's seeds at a time), so each
+    is compared with the ones before it."""
+    return tune.Tuner(
+        RACE_TRAINABLE,
+        # "seed" sorts before "variant": Tune varies it fastest, so a group's seeds are consecutive.
+        param_space={"seed": tune.grid_search(list(RACE_SEEDS)),
+                     "variant": tune.grid_search(list(RACE_OFFSETS))},
+        tune_config=tune.TuneConfig(
+            metric="objective", mode="max", max_concurrent_trials=len(RACE_SEEDS), time_budget_s=90,
+            scheduler=RaceByConfig(min_epochs=RACE_MIN_EPOCHS, max_t=RACE_MAX_T), reuse_actors=True,
+        ),
+        run_config=tune.RunConfig(name="race", storage_path=str(path), verbose=0, callbacks=list(callbacks),
+                                  checkpoint_config=tune.CheckpointConfig(num_to_keep=2)),
+    )
+
+
+def race_ends(results: tune.ResultGrid) -> dict[str, list[int]]:
+    """Each configuration's last epoch per seed."""
+    ends = defaultdict(list)
+    for result in results:
+        ends[result.config["variant"]].append(result.metrics["epoch"])
+    return {variant: sorted(epochs) for variant, epochs in ends.items()}
+
+
+def variant_group(variant: str) -> str:
+    return group_key({"variant": variant, "seed": 0})
+
+
+@pytest.fixture(scope="module")
+def race_run(tmp_path_factory) -> tuple[tune.ResultGrid, dict[str, RaceStop]]:
+    results = race_tuner(tmp_path_factory.mktemp("race")).fit()
+    return results, saved_race_stops(results.experiment_path)
+
+
+def test_race_stops_a_configuration_worse_on_every_seed_at_the_first_allowed_epoch(race_run) -> None:
+    results, stops = race_run
+    assert results.num_errors == 0
+    assert race_ends(results)["worse"] == [RACE_MIN_EPOCHS] * len(RACE_SEEDS)
+    worse = stops[variant_group("worse")]
+    # value = seed effect + offset + 0.1 * epoch: at every epoch "worse" - "best" is the offsets.
+    assert worse == RaceStop(RACE_MIN_EPOCHS, variant_group("best"), pytest.approx(-0.3), 1 / 32, 5)
+
+
+def test_race_never_stops_a_configuration_tied_with_the_incumbent(race_run) -> None:
+    results, stops = race_run
+    ends = race_ends(results)
+    assert ends["tied"] == ends["best"] == [RACE_MAX_T] * len(RACE_SEEDS)
+    assert set(stops) == {variant_group("worse")}
+
+
+def test_race_restored_mid_run_decides_like_an_uninterrupted_run(tmp_path, race_run) -> None:
+    flag = tmp_path / "interrupt"
+    flag.touch()
+    # At the worse configuration's first milestone: its decision needs the best one's seed values.
+    interrupt = InterruptAtRung(flag, "variant", "worse", RACE_MIN_EPOCHS)
+    interrupted = race_tuner(tmp_path, callbacks=(interrupt,)).fit()
+    experiment = Path(interrupted.experiment_path)
+    assert pickle.loads((experiment / STATE_FILE).read_bytes()).waiting()
+    assert saved_race_stops(experiment) == {}
+
+    results = tune.Tuner.restore(str(experiment), trainable=RACE_TRAINABLE).fit()
+
+    assert race_ends(results) == race_ends(race_run[0])
+    assert saved_race_stops(experiment) == race_run[1]
