@@ -19,7 +19,7 @@ from ray.tune.schedulers import (
 from ray.tune.search import ConcurrencyLimiter, Searcher
 from ray.tune.search.optuna import OptunaSearch
 
-from isobn_tune.group_schedulers import GroupMedianStoppingRule, GroupSuccessiveHalving
+from isobn_tune.group_schedulers import GroupMedianStoppingRule, GroupSuccessiveHalving, RaceByConfig
 from isobn_tune.metrics import BEST_OBJECTIVE, MODE, OBJECTIVE
 from isobn_tune.recipe import GRID_POINT_KEY
 from isobn_tune.seed_repeater import SeedMedianRepeater
@@ -96,5 +96,10 @@ def build_scheduler(space: SweepSpace) -> TrialScheduler:
         return GroupMedianStoppingRule(
             **common, max_t=max_t, grace_period=section.grace_period,
             min_groups_required=section.min_groups_required,
+        )
+    if section.type == "race_by_config":
+        return RaceByConfig(
+            **common, max_t=section.max_t or max_t, min_epochs=section.min_epochs, alpha=section.alpha,
+            tolerance=section.tolerance / 100,  # points -> the metric's own scale
         )
     raise ValueError(f"unknown scheduler type {section.type!r}")  # the space schema rules this out

@@ -14,7 +14,7 @@ from ray.tune.search import ConcurrencyLimiter, Searcher
 from ray.tune.search.optuna import OptunaSearch
 from ray.tune.search.variant_generator import generate_variants
 
-from isobn_tune.group_schedulers import GroupMedianStoppingRule, GroupSuccessiveHalving
+from isobn_tune.group_schedulers import GroupMedianStoppingRule, GroupSuccessiveHalving, RaceByConfig
 from isobn_tune.metrics import BEST_OBJECTIVE, OBJECTIVE
 from isobn_tune.recipe import TrialConfig
 from isobn_tune.search import build_param_space, build_scheduler, build_searcher, num_samples
@@ -243,12 +243,21 @@ def test_seed_median_repeater_state_survives_save_and_restore(tmp_path: Path) ->
     ({"type": "median", "grace_period": 2}, MedianStoppingRule),
     ({"type": "asha_by_config", "grace_period": 2}, GroupSuccessiveHalving),
     ({"type": "median_by_config", "grace_period": 2}, GroupMedianStoppingRule),
+    ({"type": "race_by_config", "min_epochs": 2}, RaceByConfig),
 ])
 def test_stopping_schedulers_map_to_tune_schedulers_on_the_best_dev_metric(section: dict, kind: type) -> None:
     scheduler = build_scheduler(make_space(scheduler=section))
     assert type(scheduler) is kind
     if kind is not FIFOScheduler:
         assert (scheduler.metric, scheduler._mode, scheduler._time_attr) == (BEST_OBJECTIVE, "max", "epoch")
+
+
+def test_race_takes_its_tolerance_in_points_and_stops_at_the_recipe_epochs_unless_told() -> None:
+    section = {"type": "race_by_config", "min_epochs": 2, "alpha": 0.125, "tolerance": 0.5}
+    scheduler = build_scheduler(make_space(scheduler=section))
+    settings = (scheduler._min_epochs, scheduler._alpha, scheduler._tolerance, scheduler._max_t)
+    assert settings == (2, 0.125, 0.005, 4)
+    assert build_scheduler(make_space(scheduler=section | {"max_t": 3}))._max_t == 3
 
 
 def test_asha_stops_at_the_recipe_epochs() -> None:

@@ -371,6 +371,29 @@ def test_group_schedulers_need_concurrency_in_multiples_of_the_seeds(
             load_space(write_space(tmp_path, data))
 
 
+@pytest.mark.parametrize(("seeds", "alpha", "ok"), [
+    (5, None, True), (4, None, False), (3, 0.125, True), (2, 0.5, False),
+])
+def test_race_refuses_seeds_and_alpha_with_which_no_configuration_could_stop(
+    tmp_path: Path, seeds: int, alpha: float | None, ok: bool
+) -> None:
+    scheduler = {"type": "race_by_config"} | ({"alpha": alpha} if alpha else {})
+    path = write_space(tmp_path, with_changes(grid={"seeds": list(range(seeds))}, scheduler=scheduler))
+    if ok:
+        assert load_space(path).scheduler.alpha == (alpha or 0.05)
+    else:
+        with pytest.raises(UserError, match="scheduler.alpha: no configuration could ever stop"):
+            load_space(path)
+
+
+def test_race_epochs_must_lie_within_the_recipe(tmp_path: Path) -> None:
+    race = {"type": "race_by_config", "alpha": 0.5, "min_epochs": 4, "max_t": 12}
+    data = with_changes(grid={"seeds": [1, 2, 3]}, recipe={"max_epochs": 3}, scheduler=race)
+    both = r"(?s)scheduler.min_epochs: must be <= recipe.max_epochs.*scheduler.max_t: must be <="
+    with pytest.raises(UserError, match=both):
+        load_space(write_space(tmp_path, data))
+
+
 @pytest.mark.parametrize("value", [".inf", "1.0e+308", "-.inf", ".nan"])
 def test_non_finite_or_huge_numbers_are_refused(tmp_path: Path, value: str) -> None:
     path = write_space(tmp_path, MINIMAL)

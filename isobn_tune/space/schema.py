@@ -23,8 +23,10 @@ from pydantic.fields import FieldInfo
 
 from isobn_tune.cls_norm import PARAM_FIELDS
 from isobn_tune.errors import UserError
+from isobn_tune.groups import MIN_PAIRED_SEEDS, RACE_ALPHA
 from isobn_tune.model_source import resolve_model_name
 from isobn_tune.recipe import POOLINGS, GridPoint, Recipe, TrialConfig
+from isobn_tune.statistics import smallest_one_sided_p
 from isobn_tune.strict import StrictModel
 from isobn_tune.tasks import get_task
 
@@ -218,13 +220,36 @@ class MedianByConfigScheduler(StrictModel):
     )
 
 
+class RaceByConfigScheduler(StrictModel):
+    """Seed-paired racing: a configuration stops, with all its seeds, once a one-sided paired test
+    (exact Wilcoxon signed-rank) says its seeds are worse than those of the best configuration so
+    far on the same seeds."""
+
+    groups_seeds: ClassVar[bool] = True
+    type: Literal["race_by_config"] = Field(description="Scheduler kind.")
+    min_epochs: int = Field(default=1, ge=1, le=1000, description="Epochs before a configuration can stop.")
+    alpha: float = Field(
+        default=RACE_ALPHA, gt=0, lt=1,
+        description="Level of the test; with n seeds its p-value is at least 2**-n (3 seeds: 0.125).",
+    )
+    tolerance: float = Field(
+        default=0.0, ge=0, le=100,
+        description="Points (x100) a configuration may trail the best by and still count as tied.",
+    )
+    max_t: int | None = Field(
+        default=None, ge=1, le=1000,
+        description="Epoch at which every trial stops (unset: recipe.max_epochs).",
+    )
+
+
 SchedulerSection = Annotated[
     FifoScheduler
     | AshaScheduler
     | MedianScheduler
     | PbtScheduler
     | AshaByConfigScheduler
-    | MedianByConfigScheduler,
+    | MedianByConfigScheduler
+    | RaceByConfigScheduler,
     Field(discriminator="type"),
 ]
 SCHEDULER_TYPES: tuple[str, ...] = tuple(
@@ -369,7 +394,7 @@ def cross_section_problems(space: SweepSpace) -> list[tuple[tuple[str, ...], str
 
     problems = []
     max_epochs = space.recipe.max_epochs
-    for key in ("grace_period", "perturbation_interval"):
+    for key in ("grace_period", "perturbation_interval", "min_epochs", "max_t"):
         value = getattr(space.scheduler, key, None)
         if value is not None and value > max_epochs:
             problems.append((("scheduler", key), f"must be <= recipe.max_epochs ({max_epochs})", value))
@@ -388,6 +413,15 @@ def cross_section_problems(space: SweepSpace) -> list[tuple[tuple[str, ...], str
              f"{space.scheduler.type} (so a configuration's seeds run together)"),
             limit,
         ))
+    if space.scheduler.type == "race_by_config":
+        alpha, floor = space.scheduler.alpha, smallest_one_sided_p(seeds)
+        if seeds < MIN_PAIRED_SEEDS or floor > alpha:
+            problems.append((
+                ("scheduler", "alpha"),
+                (f"no configuration could ever stop: a race needs at least {MIN_PAIRED_SEEDS} seeds and "
+                 f"with {seeds} the test's p-value is at least {floor:g}; add seeds or raise alpha"),
+                alpha,
+            ))
     if space.optuna is not None:
         if space.scheduler.type == "pbt":
             problems.append((("scheduler", "type"), "pbt cannot be combined with an optuna section", "pbt"))
