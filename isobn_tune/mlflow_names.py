@@ -37,6 +37,12 @@ GROUP_TAG = "isobn.config_group"  # the configuration without its seed
 METHOD_TAG = "isobn.method"
 ERROR_TAG = "isobn.error"
 RETRIED_TAG = "isobn.retried"
+# Why a race (scheduler race_by_config) stopped the trial's configuration, on each of its seeds' runs.
+RACE_EPOCH_TAG = "isobn.race.epoch"  # the epoch it stopped at
+RACE_INCUMBENT_TAG = "isobn.race.incumbent"  # the configuration it lost to, as that one's GROUP_TAG
+RACE_DIFF_TAG = "isobn.race.diff_points"  # median over the shared seeds of it - incumbent, x100
+RACE_P_VALUE_TAG = "isobn.race.p_value"  # of the one-sided paired test
+RACE_PAIRS_TAG = "isobn.race.n_pairs"  # the seeds compared
 
 # Metrics. A child run has every finite number its trial reports per epoch (step = epoch), plus:
 BEST_DEV_METRIC = "best_dev_metric"  # the trial's best dev objective, logged when it ends
@@ -63,6 +69,11 @@ FIGURES_ARTIFACT_DIR = "figures"  # the parent's seed scores, learning and budge
 
 def groups_artifact(task: str) -> str:
     return f"groups/{task}.json"
+
+
+def race_artifact(task: str) -> str:
+    """The parent's list of the configurations a race stopped in ``task``, with the RACE_* values."""
+    return f"race/{task}.json"
 
 
 def trial_configs_artifact(task: str) -> str:

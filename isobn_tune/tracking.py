@@ -34,7 +34,10 @@ from isobn_tune.aggregate import (
     table_markdown,
 )
 from isobn_tune.checkpoint_layout import ISOTROPY_FILE
+from isobn_tune.comparisons import points
 from isobn_tune.figures import write_sweep_figures
+from isobn_tune.group_schedulers import saved_race_stops
+from isobn_tune.groups import group_key
 from isobn_tune.isotropy import load_stats, plot_isotropy
 from isobn_tune.metrics import OBJECTIVE
 from isobn_tune.mlflow_names import (
@@ -49,6 +52,11 @@ from isobn_tune.mlflow_names import (
     METHOD_TAG,
     NOTE_TAG,
     PARENT_TAG,
+    RACE_DIFF_TAG,
+    RACE_EPOCH_TAG,
+    RACE_INCUMBENT_TAG,
+    RACE_P_VALUE_TAG,
+    RACE_PAIRS_TAG,
     RETRIED_TAG,
     SCHEDULER_TAG,
     SEED_TAG,
@@ -67,6 +75,7 @@ from isobn_tune.mlflow_names import (
     best_median_metric,
     group_metric,
     groups_artifact,
+    race_artifact,
     trial_configs_artifact,
 )
 from isobn_tune.mlflow_runs import epoch_metrics, find_child
@@ -174,8 +183,9 @@ class SweepTracker:
 
 class TrialLogger(Callback):
     """A child run per trial: params, seed, group, per-epoch metrics (step = epoch), status and
-    isotropy figures. Runs in the driver, so trials finishing together are logged one after the
-    other. On resume a trial that already has a child run keeps it, and epochs it already
+    isotropy figures; with ``race_by_config``, why a race stopped it, and on the parent the list
+    of a task's race stops. Runs in the driver, so trials finishing together are logged one after
+    the other. On resume a trial that already has a child run keeps it, and epochs it already
     logged are not logged again."""
 
     def __init__(self, tracker: SweepTracker, task: str) -> None:
@@ -233,17 +243,33 @@ class TrialLogger(Callback):
         self.tracker.client.set_tag(self._child(trial), RETRIED_TAG, str(trial.run_metadata.num_failures))
 
     def on_trial_complete(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
-        self._end(trial, errored=False)
+        self._end(trial, trials, errored=False)
 
     def on_trial_error(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
-        self._end(trial, errored=True)
+        self._end(trial, trials, errored=True)
 
-    def _end(self, trial: Trial, errored: bool) -> None:
+    def on_experiment_end(self, trials: list[Trial], **info: Any) -> None:
+        """The task's race stops on the parent (also when interrupted: a resume rewrites them)."""
+        stops = saved_race_stops(trials[0].storage.experiment_driver_staging_path) if trials else None
+        if stops is None:
+            return
+        names = _group_names(trials)
+        rows = sorted(
+            ({"configuration": names[group], "epoch": stop.epoch, "incumbent": names[stop.incumbent],
+              "diff_points": 100 * stop.diff, "p_value": stop.p_value, "n_pairs": stop.n_pairs}
+             for group, stop in stops.items()),
+            key=lambda row: (row["epoch"], row["configuration"]),
+        )
+        _log_json(self.tracker.client, self.tracker.parent_run_id, rows, race_artifact(self.task))
+
+    def _end(self, trial: Trial, trials: list[Trial], errored: bool) -> None:
         client, run_id = self.tracker.client, self._child(trial)
         record = record_from_result(trial.trial_id, trial.config, trial.last_result, errored)
         tags = [RunTag(STATUS_TAG, record.status)]
         if errored:
             tags.append(RunTag(ERROR_TAG, redact(_last_error_line(trial))))
+        if record.status == "stopped":
+            tags.extend(_race_tags(trial, trials))
         metrics = []
         if record.best_objective is not None:
             metrics = [Metric(BEST_DEV_METRIC, record.best_objective, _now_ms(), record.last_epoch)]
@@ -269,6 +295,23 @@ class TrialLogger(Callback):
             client.log_artifact(run_id, str(stats_file), ISOTROPY_ARTIFACT_DIR)
         now = _now_ms()
         client.log_batch(run_id, metrics=[Metric(k, v, now, 0) for k, v in before.summary().items()])
+
+
+def _race_tags(trial: Trial, trials: list[Trial]) -> list[RunTag]:
+    """Why a race stopped the trial's configuration; none if no race stopped it."""
+    stop = (saved_race_stops(trial.storage.experiment_driver_staging_path) or {}).get(group_key(trial.config))
+    if stop is None:
+        return []
+    return [RunTag(RACE_EPOCH_TAG, f"{stop.epoch:g}"),
+            RunTag(RACE_INCUMBENT_TAG, _group_names(trials)[stop.incumbent]),
+            RunTag(RACE_DIFF_TAG, points(stop.diff)), RunTag(RACE_P_VALUE_TAG, f"{stop.p_value:.4g}"),
+            RunTag(RACE_PAIRS_TAG, str(stop.n_pairs))]
+
+
+def _group_names(trials: list[Trial]) -> dict[str, str]:
+    """The scheduler's group key of each configuration -> the configuration as GROUP_TAG names it."""
+    return {group_key(t.config): config_group(_redacted_config(TrialConfig.from_dict(t.config)))
+            for t in trials}
 
 
 def _redacted_config(cfg: TrialConfig) -> TrialConfig:
