@@ -1,7 +1,7 @@
 """Compute ASHA needs to pick a configuration within 0.5 points of the full grid's best, as a
 fraction of the full grid's compute (target: <= 0.4).
 
-Definitions, on one small real grid run three ways through the real runner (``grid_runs.py``;
+Definitions, on one small real grid run four ways through the real runner (``grid_runs.py``;
 trials read back from MLflow):
 
 * A configuration's score is the median over its seeds of each seed's best dev metric, x100.
@@ -9,7 +9,8 @@ trials read back from MLflow):
   score is the reference.
 * An ASHA sweep selects the configuration with the highest score in that sweep. Per-trial ASHA
   is scored two ways: over all seeds (stopped seeds with the best they reached) and over the
-  seeds that ran every epoch. Group ASHA (``asha_by_config``) keeps or stops seeds together.
+  seeds that ran every epoch. Group ASHA (``asha_by_config``) and the seed-paired race
+  (``race_by_config``) keep or stop seeds together.
 * The selection is judged by the selected configuration's score *in the full grid*: it reaches
   the target quality when that score is within 0.5 points of the grid's best.
 * Two compute fractions, each = trial-epochs / trial-epochs of the full grid (configurations x
@@ -55,6 +56,7 @@ ROWS = (  # (sweep, selection, completed_only)
     ("asha", "all seeds", False),
     ("asha", "completed seeds", True),
     ("asha_by_config", "all seeds", False),
+    ("race_by_config", "all seeds", False),
 )
 
 

@@ -1,6 +1,7 @@
-"""One small real grid, run three ways through the real runner, for ``seed_groups.py`` and
-``asha_vs_grid.py``: the full grid (``fifo``), per-trial ASHA (``asha``) and group ASHA
-(``asha_by_config``), with every trial read back from MLflow.
+"""One small real grid, run four ways through the real runner, for ``seed_groups.py`` and
+``asha_vs_grid.py``: the full grid (``fifo``), per-trial ASHA (``asha``), group ASHA
+(``asha_by_config``) and the seed-paired race (``race_by_config``), with every trial read back
+from MLflow.
 
 The sweeps are cached in ``--out DIR`` so that both printouts come from one run: a script runs
 only the sweeps ``DIR`` lacks and reuses the others (the grid flags must match the cached ones).
@@ -8,7 +9,7 @@ only the sweeps ``DIR`` lacks and reuses the others (the grid flags must match t
 ``DIR`` layout::
 
     runs.json          the grid and, per finished sweep, its MLflow parent run and wall time
-    mlflow.db          the MLflow store of the three sweeps
+    mlflow.db          the MLflow store of the sweeps
     <sweep>.yaml       the space file each sweep ran
     results/<sweep>/   Tune's experiment (checkpoints are deleted once the sweep is done)
 """
@@ -37,8 +38,9 @@ from isobn_tune.metrics import OBJECTIVE
 from isobn_tune.mlflow_runs import epoch_metrics, records_from_mlflow
 from isobn_tune.runner import run_sweep
 
-SWEEPS = ("fifo", "asha", "asha_by_config")
-LABELS = {"fifo": "full grid (fifo)", "asha": "per-trial ASHA", "asha_by_config": "group ASHA"}
+SWEEPS = ("fifo", "asha", "asha_by_config", "race_by_config")
+LABELS = {"fifo": "full grid (fifo)", "asha": "per-trial ASHA", "asha_by_config": "group ASHA",
+          "race_by_config": "seed-paired race"}
 CACHE = "runs.json"
 
 
@@ -55,8 +57,9 @@ class GridSpec:
     dev_examples: int
     max_seq_length: int
     batch_size: int
-    grace_period: int
+    grace_period: int  # also the race's min_epochs
     reduction_factor: float
+    race_alpha: float
     glue_dir: str
 
     @property
@@ -65,7 +68,9 @@ class GridSpec:
 
     def space(self, sweep: str) -> dict[str, Any]:
         scheduler: dict[str, Any] = {"type": sweep}
-        if sweep != "fifo":
+        if sweep == "race_by_config":
+            scheduler |= {"min_epochs": self.grace_period, "alpha": self.race_alpha}
+        elif sweep != "fifo":
             scheduler |= {"grace_period": self.grace_period, "reduction_factor": self.reduction_factor}
         return {
             "name": sweep,
@@ -86,7 +91,7 @@ class GridSpec:
                 f"{{{', '.join(self.cls_norms)}}} x {len(self.seeds)} seeds, {self.epochs} epochs, "
                 f"{self.train_examples} train / {self.dev_examples} dev examples, seq {self.max_seq_length}, "
                 f"batch {self.batch_size}; ASHA grace {self.grace_period}, reduction factor "
-                f"{self.reduction_factor:g}")
+                f"{self.reduction_factor:g}; race from epoch {self.grace_period}, alpha {self.race_alpha:g}")
 
 
 def successive_halving_floor(spec: GridSpec) -> float:
@@ -203,6 +208,8 @@ def add_grid_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--grace-period", type=int, default=1)
     parser.add_argument("--reduction-factor", type=float, default=3.0)
+    parser.add_argument("--race-alpha", type=float, default=0.125,
+                        help="level of the race's test (0.125: the smallest 3 seeds reach, every seed worse)")
 
 
 def runs_from_command_line(description: str) -> tuple[GridSpec, dict[str, SweepRun]]:
@@ -225,12 +232,12 @@ def spec_from_args(args: argparse.Namespace) -> GridSpec:
         task=args.task, lrs=tuple(args.lrs), cls_norms=tuple(args.cls_norms), seeds=tuple(args.seeds),
         epochs=args.epochs, train_examples=args.train_examples, dev_examples=args.dev_examples,
         max_seq_length=args.max_seq_length, batch_size=args.batch_size, grace_period=args.grace_period,
-        reduction_factor=args.reduction_factor, glue_dir=str(glue_dir),
+        reduction_factor=args.reduction_factor, race_alpha=args.race_alpha, glue_dir=str(glue_dir),
     )
 
 
 def run_or_reuse(spec: GridSpec, out: Path, echo: Callable[[str], None] = print) -> dict[str, SweepRun]:
-    """The three sweeps of ``spec``: the ones cached in ``out``, the others run now (one local Ray
+    """The sweeps of ``spec``: the ones cached in ``out``, the others run now (one local Ray
     instance for all of them) and added to the cache."""
     cache = _read_cache(spec, out)
     missing = [sweep for sweep in SWEEPS if sweep not in cache["sweeps"]]

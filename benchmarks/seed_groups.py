@@ -1,7 +1,7 @@
-"""Which configuration the full grid, per-trial ASHA and group ASHA choose, and at what compute.
+"""Which configuration the full grid, per-trial ASHA, group ASHA and the race choose, at what compute.
 
 One small real grid (MiniLM-L6 on a GLUE subset, lr x cls_norm x seeds) is run through
-``isobn_tune.runner.run_sweep`` three ways (see ``grid_runs.py``); the trials are read back from
+``isobn_tune.runner.run_sweep`` four ways (see ``grid_runs.py``); the trials are read back from
 MLflow. A configuration's score is the median over its seeds of each seed's best dev metric (the
 paper's statistic); each sweep chooses the configuration with the highest score. Printed per sweep:
 the configuration chosen, its score in that sweep and in the full grid (where every seed ran
@@ -10,7 +10,9 @@ every epoch), and the compute used (trial-epochs and wall time) as a fraction of
 Per-trial ASHA stops some seeds of a configuration and keeps others, so it is scored two ways:
 over all seeds (a stopped seed counts with the best it reached, as ``isobn-tune report`` does) and
 over the seeds that ran every epoch (the survivors: the lucky seeds, biased upward). Group ASHA
-keeps or stops all seeds of a configuration together, so its kept configurations have every seed.
+keeps or stops all seeds of a configuration together, so its kept configurations have every seed;
+so does the seed-paired race (``race_by_config``), which stops a configuration once a paired test
+on the same seeds says it is worse than the best so far (its survivor bias is 0 by construction).
 
 Run (the sweeps are cached in --out; asha_vs_grid.py with the same flags reuses them):
     python benchmarks/seed_groups.py [--out DIR] [--task stsb] [--train-examples 200] ...
@@ -40,13 +42,14 @@ CHOICE_HEADER = (
 )
 CONFIG_HEADER = (
     "| config | full grid median | per-trial ASHA: seeds@epoch | median of completed seeds − grid "
-    "| group ASHA: seeds@epoch | median − grid |"
+    "| group ASHA: seeds@epoch | median − grid | race: seeds@epoch | median − grid |"
 )
 ROWS = (  # (sweep, label suffix, completed_only)
     ("fifo", "", False),
     ("asha", ", all seeds", False),
     ("asha", ", completed seeds", True),
     ("asha_by_config", "", False),
+    ("race_by_config", "", False),
 )
 
 
@@ -73,17 +76,20 @@ def ends(records: list[TrialRecord], group: str) -> str:
 
 
 def config_table(runs: dict[str, SweepRun]) -> list[str]:
-    """Every configuration: its full-grid median, and how each ASHA left it."""
-    asha, group_asha = runs["asha"].records, runs["asha_by_config"].records
+    """Every configuration: its full-grid median, and how each ASHA and the race left it."""
+    asha = runs["asha"].records
     survivors = {s.group: s.median for s in summaries(asha, completed_only=True)}
-    lines = [CONFIG_HEADER, "|---|---|---|---|---|---|"]
-    by_group = {s.group: s.median for s in summaries(group_asha)}
+    lines = [CONFIG_HEADER, "|---|---|---|---|---|---|---|---|"]
+    by_config = {sweep: (runs[sweep].records, {s.group: s.median for s in summaries(runs[sweep].records)})
+                 for sweep in ("asha_by_config", "race_by_config")}
     for s in summaries(runs["fifo"].records):
         survivor = survivors.get(s.group)
         survivor_bias = "–" if survivor is None else f"{100 * (survivor - s.median):+.2f}"
+        cells = [f"{ends(records, s.group)} | {100 * (medians[s.group] - s.median):+.2f}"
+                 for records, medians in by_config.values()]
         lines.append(
             f"| {s.config['cls_norm']}, lr {s.config['lr']:g} | {points(s.median)} | {ends(asha, s.group)} | "
-            f"{survivor_bias} | {ends(group_asha, s.group)} | {100 * (by_group[s.group] - s.median):+.2f} |"
+            f"{survivor_bias} | {' | '.join(cells)} |"
         )
     return lines
 
