@@ -21,7 +21,6 @@ import json
 import shutil
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from functools import cached_property
 from pathlib import Path
@@ -236,7 +235,7 @@ def spec_from_args(args: argparse.Namespace) -> GridSpec:
     )
 
 
-def run_or_reuse(spec: GridSpec, out: Path, echo: Callable[[str], None] = print) -> dict[str, SweepRun]:
+def run_or_reuse(spec: GridSpec, out: Path) -> dict[str, SweepRun]:
     """The sweeps of ``spec``: the ones cached in ``out``, the others run now (one local Ray
     instance for all of them) and added to the cache."""
     cache = _read_cache(spec, out)
@@ -245,7 +244,7 @@ def run_or_reuse(spec: GridSpec, out: Path, echo: Callable[[str], None] = print)
         ray.init(include_dashboard=False, logging_level="WARNING")
         try:
             for sweep in missing:
-                cache["sweeps"][sweep] = asdict(_run(spec, sweep, out, echo))
+                cache["sweeps"][sweep] = asdict(_run(spec, sweep, out))
                 (out / CACHE).write_text(json.dumps(cache, indent=2))
         finally:
             ray.shutdown()
@@ -262,7 +261,7 @@ def _read_cache(spec: GridSpec, out: Path) -> dict[str, Any]:
     return cache
 
 
-def _run(spec: GridSpec, sweep: str, out: Path, echo: Callable[[str], None]) -> SweepRun:
+def _run(spec: GridSpec, sweep: str, out: Path) -> SweepRun:
     """Run one sweep from scratch (an interrupted earlier attempt is discarded)."""
     space_file = out / f"{sweep}.yaml"
     out.mkdir(parents=True, exist_ok=True)
@@ -271,7 +270,7 @@ def _run(spec: GridSpec, sweep: str, out: Path, echo: Callable[[str], None]) -> 
     shutil.rmtree(results / sweep, ignore_errors=True)
     tracking_uri = f"sqlite:///{(out / 'mlflow.db').resolve()}"
     start = time.perf_counter()
-    outcome = run_sweep(space_file, storage=str(results), name=sweep, tracking_uri=tracking_uri, echo=echo)
+    outcome = run_sweep(space_file, storage=str(results), name=sweep, tracking_uri=tracking_uri)
     wall_s = time.perf_counter() - start
     if outcome.errored:
         raise UserError(f"{len(outcome.errored)} trial(s) of the {sweep} sweep errored: {results / sweep}")

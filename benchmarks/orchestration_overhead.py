@@ -98,7 +98,7 @@ def main() -> None:
         tracking_uri = f"sqlite:///{Path(tmp) / 'mlflow.db'}"
         t0 = time.perf_counter()
         ray.init(num_cpus=args.threads, include_dashboard=False, logging_level="WARNING")
-        outcome = run_sweep(space_file, name="bench", tracking_uri=tracking_uri, echo=lambda _line: None)
+        outcome = run_sweep(space_file, name="bench", tracking_uri=tracking_uri)
         ray.shutdown()
         sweep_s = time.perf_counter() - t0
         sweep_epochs = epoch_metrics(tracking_uri, outcome.parent_run_id, THROUGHPUT)

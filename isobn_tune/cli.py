@@ -1,4 +1,4 @@
-"""``isobn-tune``: train one trial, validate/show a space file, run/resume a sweep, report it.
+"""``isobn-tune``: train one trial, validate/show a space file, run/resume a sweep, report or browse it.
 
 ``train``'s flags are generated from the trial config and data models (their defaults, bounds and
 help), and ``run``/``show``/``validate`` take ``dotted.key=value`` overrides of the space file.
@@ -77,12 +77,16 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--name", help="sweep name under the storage root (default: <space name>-<timestamp>)")
     run.add_argument("--tracking-uri", help="MLflow tracking URI (default: file, $MLFLOW_TRACKING_URI, "
                                             "else sqlite beside the results)")
+    run.add_argument("--verbose", action="store_true",
+                     help="also show Ray's, Tune's, MLflow's and the trials' output "
+                          "(always in the sweep's log)")
     run.set_defaults(func=_run)
 
     resume = sub.add_parser("resume", help="continue an interrupted sweep")
     resume.add_argument("dir", help="the sweep directory `run` printed (<storage>/<name>)")
     resume.add_argument("--address", help="Ray cluster address (default: local)")
     resume.add_argument("--retry-errored", action="store_true", help="also re-run trials that errored")
+    resume.add_argument("--verbose", action="store_true", help="as for run")
     resume.set_defaults(func=_resume)
 
     report = sub.add_parser("report", help="what a sweep found: the task x method table (median ± std "
@@ -94,6 +98,14 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--compare", nargs=2, metavar=("A", "B"),
                         help="also compare two configurations seed by seed (labels as --groups lists them)")
     report.set_defaults(func=_report)
+
+    ui = sub.add_parser("ui", help="open a sweep in MLflow's UI: serves a local store on 127.0.0.1 "
+                                   "until Ctrl-C and prints the parent run's address")
+    ui.add_argument("dir", nargs="?", help="a sweep directory (default: the store of --tracking-uri "
+                                           "or $MLFLOW_TRACKING_URI)")
+    ui.add_argument("--tracking-uri", help="MLflow tracking URI (default: the sweep's)")
+    ui.add_argument("--port", type=int, help="port on 127.0.0.1 (default: a free one)")
+    ui.set_defaults(func=_ui)
     return parser
 
 
@@ -234,14 +246,15 @@ def _run(args: argparse.Namespace) -> int:
     from isobn_tune.runner import main_exit_code, run_sweep
 
     outcome = run_sweep(args.file, address=args.address, storage=args.storage, name=args.name,
-                        tracking_uri=args.tracking_uri, overrides=args.overrides)
+                        tracking_uri=args.tracking_uri, overrides=args.overrides, verbose=args.verbose)
     return main_exit_code(outcome)
 
 
 def _resume(args: argparse.Namespace) -> int:
     from isobn_tune.runner import main_exit_code, resume_sweep
 
-    return main_exit_code(resume_sweep(args.dir, address=args.address, retry_errored=args.retry_errored))
+    return main_exit_code(resume_sweep(args.dir, address=args.address, retry_errored=args.retry_errored,
+                                       verbose=args.verbose))
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -250,6 +263,12 @@ def _report(args: argparse.Namespace) -> int:
     print_report(args.target, tracking_uri=args.tracking_uri, groups=args.groups, fmt=args.fmt,
                  compare=args.compare)
     return 0
+
+
+def _ui(args: argparse.Namespace) -> int:
+    from isobn_tune.ui import browse
+
+    return browse(args.dir, tracking_uri=args.tracking_uri, port=args.port)
 
 
 # ----- `show` ------------------------------------------------------------------------------------

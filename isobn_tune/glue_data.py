@@ -16,6 +16,7 @@ from pathlib import Path
 import datasets
 import numpy as np
 
+from isobn_tune import sample_glue
 from isobn_tune.errors import UserError
 from isobn_tune.tasks import TaskSpec
 
@@ -34,8 +35,11 @@ class DataSource:
 
 
 def resolve_glue_dir(setting: str | Path | None) -> Path | None:
-    """The GLUE folder: the explicit setting, else ``$GLUE_DIR``, else None (use the hub)."""
+    """The GLUE folder: the explicit setting, else ``$GLUE_DIR``, else None (use the hub);
+    ``bundled:sample`` is the package's own few rows."""
     value = setting or os.environ.get(GLUE_DIR_ENV)
+    if value == sample_glue.SETTING:
+        return sample_glue.DIRECTORY
     return Path(value).expanduser() if value else None
 
 

@@ -3,6 +3,7 @@
 Layout of a sweep directory ``<storage>/<name>/``::
 
     sweep.json        manifest: the validated space, tracking URI, MLflow parent run id
+    sweep.log         everything Ray, Tune, MLflow and the trials printed (the console shows a summary)
     <task>/           Tune's experiment directory of that task (trials, checkpoints, state)
 
 ``resume`` reads the manifest and restores each task's experiment with ``Tuner.restore``.
@@ -13,7 +14,8 @@ from __future__ import annotations
 import json
 import os
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -31,6 +33,7 @@ from isobn_tune.aggregate import (
     table_markdown,
 )
 from isobn_tune.batches import TaskData
+from isobn_tune.console import captured_output, say
 from isobn_tune.errors import UserError
 from isobn_tune.features import default_cache_dir, tokenize_task
 from isobn_tune.glue_data import DataSource, resolve_glue_dir
@@ -75,10 +78,11 @@ def run_sweep(
     name: str | None = None,
     tracking_uri: str | None = None,
     overrides: Sequence[str] = (),
-    echo: Callable[[str], None] = print,
+    verbose: bool = False,
 ) -> SweepOutcome:
     """Validate, prepare and run every task's experiment of a space file, with ``overrides``
-    (``dotted.key=value``) applied to it."""
+    (``dotted.key=value``) applied to it. The console gets a summary; everything else goes to the
+    sweep's log (and the console too with ``verbose``)."""
     space = load_space(space_file, overrides)
     if name is not None:
         check_sweep_name(name)
@@ -92,19 +96,21 @@ def run_sweep(
             "or pass another --name"
         )
     tracking_uri = resolve_tracking_uri(tracking_uri, space.mlflow.tracking_uri, sweep_dir.storage)
-    data = _prepare(space, sweep_dir, tracking_uri, address, echo)
-
-    space_text = effective_space_text(space_file, overrides)
-    tracker = SweepTracker.start(tracking_uri, space, sweep_dir.name, space_text)
-    write_manifest(sweep_dir, {
-        "name": sweep_dir.name, "space_file": str(space_file), "overrides": list(overrides),
-        "space": space.model_dump(mode="json"), "tracking_uri": tracking_uri,
-        "parent_run_id": tracker.parent_run_id, "created": datetime.now().isoformat(timespec="seconds"),
-    })
-    echo(f"sweep {sweep_dir.root}: {trial_count(space)} trials over {len(space.tasks)} task(s); "
-         f"MLflow {redact_uri(tracking_uri)} run {tracker.parent_run_id}")
-    echo(f"if interrupted: isobn-tune resume {sweep_dir.root}")
-    return _run_tasks(space, sweep_dir, data, tracker, echo, restore=False, retry_errored=False)
+    with captured_output(sweep_dir.log_file, verbose=verbose) as log_file:
+        say(f"sweep {sweep_dir.root}: {trial_count(space)} trials over {len(space.tasks)} task(s); "
+            f"full log {log_file}")
+        data = _prepare(space, sweep_dir, tracking_uri, address)
+        space_text = effective_space_text(space_file, overrides)
+        tracker = SweepTracker.start(tracking_uri, space, sweep_dir.name, space_text)
+        write_manifest(sweep_dir, {
+            "name": sweep_dir.name, "space_file": str(space_file), "overrides": list(overrides),
+            "space": space.model_dump(mode="json"), "tracking_uri": tracking_uri,
+            "parent_run_id": tracker.parent_run_id, "created": datetime.now().isoformat(timespec="seconds"),
+        })
+        say(f"MLflow {redact_uri(tracking_uri)} run {tracker.parent_run_id}")
+        say(f"if interrupted: isobn-tune resume {sweep_dir.root}")
+        with ray_connection(address):
+            return _run_tasks(space, sweep_dir, data, tracker, restore=False, retry_errored=False)
 
 
 def resume_sweep(
@@ -112,7 +118,7 @@ def resume_sweep(
     *,
     address: str | None = None,
     retry_errored: bool = False,
-    echo: Callable[[str], None] = print,
+    verbose: bool = False,
 ) -> SweepOutcome:
     """Continue an interrupted sweep: finished trials keep their results and are not re-run,
     unfinished ones continue from their last checkpoint, errored ones only on request.
@@ -124,15 +130,19 @@ def resume_sweep(
     manifest = read_manifest(sweep_dir)
     space = SweepSpace.model_validate(manifest["space"])
     tracking_uri = manifest["tracking_uri"]
-    data = _prepare(space, sweep_dir, tracking_uri, address, echo)
-    tracker = SweepTracker.resume(tracking_uri, manifest["parent_run_id"])
-    echo(f"resuming {sweep_dir.root} (MLflow run {tracker.parent_run_id})")
-    return _run_tasks(space, sweep_dir, data, tracker, echo, restore=True, retry_errored=retry_errored)
+    with captured_output(sweep_dir.log_file, verbose=verbose) as log_file:
+        say(f"resuming {sweep_dir.root}; full log {log_file}")
+        data = _prepare(space, sweep_dir, tracking_uri, address)
+        tracker = SweepTracker.resume(tracking_uri, manifest["parent_run_id"])
+        say(f"MLflow {redact_uri(tracking_uri)} run {tracker.parent_run_id}")
+        with ray_connection(address):
+            return _run_tasks(space, sweep_dir, data, tracker, restore=True, retry_errored=retry_errored)
 
 
-def _prepare(space: SweepSpace, sweep_dir: SweepDir, tracking_uri: str, address: str | None,
-             echo: Callable[[str], None]) -> dict[str, TaskData]:
-    """Every check that can fail on user input, before anything is created; then tokenise."""
+def _prepare(space: SweepSpace, sweep_dir: SweepDir, tracking_uri: str, address: str | None
+             ) -> dict[str, TaskData]:
+    """Every check that can fail on user input, before anything is created; then tokenise
+    (before Ray starts: bad data fails fast)."""
     check_storage(sweep_dir.storage)
     check_tracking_uri(tracking_uri)
     check_address(address)
@@ -140,17 +150,16 @@ def _prepare(space: SweepSpace, sweep_dir: SweepDir, tracking_uri: str, address:
     source = DataSource(resolve_glue_dir(space.data.glue_dir))
     data = {}
     for name in space.tasks:
-        echo(f"tokenising {name} (cached after the first time) ...")
+        say(f"tokenising {name} (cached after the first time) ...")
         data[name] = tokenize_task(
             get_task(name), tokenizer, space.data.max_seq_length, source, default_cache_dir(),
             space.data.max_train_examples, space.data.max_dev_examples,
         )
-    connect_ray(address)
     return data
 
 
 def _run_tasks(space: SweepSpace, sweep_dir: SweepDir, data: dict[str, TaskData], tracker: SweepTracker,
-               echo: Callable[[str], None], *, restore: bool, retry_errored: bool) -> SweepOutcome:
+               *, restore: bool, retry_errored: bool) -> SweepOutcome:
     # Tune snapshots the experiment state whenever a trial has saved `checkpoints_to_keep`
     # checkpoints since the last snapshot (so a resume never points at a deleted checkpoint), and
     # warns each time two snapshots fall within 5 s, which short epochs do all the time: the
@@ -181,11 +190,12 @@ def _run_tasks(space: SweepSpace, sweep_dir: SweepDir, data: dict[str, TaskData]
     rows = method_table(summarise_groups(records))
     tracker.finish(records)
     if rows:
-        echo(table_markdown(rows))
+        say(table_markdown(rows))
     outcome = SweepOutcome(sweep_dir, records, tracker.parent_run_id)
     if outcome.errored:
-        echo(f"{len(outcome.errored)} trial(s) errored; retry them with "
-             f"`isobn-tune resume {sweep_dir.root} --retry-errored`")
+        say(f"{len(outcome.errored)} trial(s) errored; retry them with "
+            f"`isobn-tune resume {sweep_dir.root} --retry-errored`")
+    say(f"browse it: isobn-tune ui {sweep_dir.root}")
     return outcome
 
 
@@ -219,7 +229,10 @@ def _build_tuner(space: SweepSpace, task: str, sweep_dir: SweepDir, trainable: A
             # is not among the best. The best epoch's metrics are in every later checkpoint.
             checkpoint_config=tune.CheckpointConfig(num_to_keep=space.run.checkpoints_to_keep),
             failure_config=tune.FailureConfig(max_failures=space.run.max_failures),
-            callbacks=[tracker.callback(task), ProgressLine(task, total=trials_per_task(space))],
+            callbacks=[
+                tracker.callback(task),
+                ProgressLine(task, total=trials_per_task(space), max_epochs=space.recipe.max_epochs),
+            ],
             verbose=0,
         ),
     )
@@ -241,6 +254,21 @@ def _trial_config(result: tune.Result) -> dict[str, Any]:
         return result.config
     with result.filesystem.open_input_stream(f"{result.path}/params.json") as f:
         return json.loads(f.read().decode())
+
+
+@contextmanager
+def ray_connection(address: str | None) -> Iterator[None]:
+    """Ray for one sweep: the caller's when Ray is initialised already, else a connection made
+    here and closed at the end, while the sweep's output is still captured (Ray prints the
+    workers' last lines as it shuts down)."""
+    if ray.is_initialized():
+        yield
+        return
+    connect_ray(address)
+    try:
+        yield
+    finally:
+        ray.shutdown()
 
 
 def connect_ray(address: str | None) -> None:

@@ -18,6 +18,7 @@ import pyarrow.fs
 from isobn_tune.errors import UserError
 
 MANIFEST = "sweep.json"
+LOG_FILE = "sweep.log"
 MANIFEST_FORMAT = 1
 
 
@@ -35,6 +36,14 @@ class SweepDir:
     @property
     def manifest(self) -> str:
         return f"{self.root}/{MANIFEST}"
+
+    @property
+    def log_file(self) -> Path:
+        """The sweep's log: in the sweep directory when it is local, else in the current
+        directory (a log is appended to line by line, which object stores cannot do)."""
+        if "://" in self.root:
+            return Path.cwd() / f"{self.name}.{LOG_FILE}"
+        return Path(self.root) / LOG_FILE
 
     def task_dir(self, task: str) -> str:
         return f"{self.root}/{task}"

@@ -4,7 +4,9 @@ instance for the session; plain helpers live in ``helpers.py``."""
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from helpers import merge, tiny_space, write_yaml
@@ -61,3 +63,35 @@ def ray_session():
         ray.init(num_cpus=2, num_gpus=2, include_dashboard=False, logging_level="WARNING")
     yield ray
     ray.shutdown()
+
+
+# ----- a headless browser for the MLflow UI tests ---------------------------------------------------
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+    "--disable-sync", "--no-first-run",
+]
+BROWSER_TIMEOUT_MS = 90_000  # the first page load compiles the UI's JavaScript on a busy 2-core machine
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    """Debian's headless Chromium driven by Playwright; skipped with the reason when either is
+    missing (CI installs both)."""
+    if not CHROMIUM.is_file():
+        pytest.skip(f"headless Chromium not installed at {CHROMIUM} (apt-get install chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    with sync_api.sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser: Any, tmp_path: Path) -> Iterator[Any]:
+    """A fresh page; its last state is saved as ``screenshot.png`` in the test's tmp_path."""
+    page = browser.new_page(viewport={"width": 1600, "height": 1000})
+    page.set_default_timeout(BROWSER_TIMEOUT_MS)
+    yield page
+    page.screenshot(path=str(tmp_path / "screenshot.png"), full_page=True)
+    page.close()

@@ -208,11 +208,11 @@ def start_cli(*args: str, log: Path, env: dict[str, str] | None = None) -> subpr
 
 
 def run_cli(
-    *args: str, env: dict[str, str] | None = None, timeout_s: float = 900
+    *args: str, env: dict[str, str] | None = None, timeout_s: float = 900, cwd: Path | None = None
 ) -> subprocess.CompletedProcess[str]:
     """``isobn-tune ARGS`` in its own session; every process it leaves behind (Ray) is killed."""
     proc = subprocess.Popen(["isobn-tune", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=env, start_new_session=True)
+                            text=True, env=env, cwd=cwd, start_new_session=True)
     try:
         out, err = proc.communicate(timeout=timeout_s)
     finally:

@@ -23,30 +23,11 @@ from isobn_tune.runner import run_sweep
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-    "--disable-sync", "--no-first-run",
-]
-TIMEOUT_MS = 90_000  # the first page load compiles the UI's JavaScript on a busy 2-core machine
-
-
 @dataclass
 class UiSweep:
     url: str
     parent: Run
     children: list[Run]
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    if not CHROMIUM.is_file():
-        pytest.skip(f"headless Chromium not installed at {CHROMIUM} (apt-get install chromium)")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
-    with sync_api.sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture(scope="module")
@@ -64,22 +45,12 @@ def ui(
                        grid={"cls_norm": ["none"], "lr": [1e-3], "batch_size": [16], "seeds": [1, 2]})
     with mlflow_server(store, root, command="ui", wait=False) as server, pytest.MonkeyPatch.context() as mp:
         mp.delenv("MLFLOW_TRACKING_URI", raising=False)
-        outcome = run_sweep(write_yaml(root / "space.yaml", space), name="ui-sweep", echo=lambda _: None)
+        outcome = run_sweep(write_yaml(root / "space.yaml", space), name="ui-sweep")
         assert json.loads((results / "ui-sweep" / "sweep.json").read_text())["tracking_uri"] == store
         client = MlflowClient(store)
         parent = client.get_run(outcome.parent_run_id)
         server.wait_healthy()
         yield UiSweep(server.url, parent, trial_runs(client, parent))
-
-
-@pytest.fixture
-def page(browser: Any, tmp_path: Path) -> Iterator[Any]:
-    """A fresh page; its last state is saved as ``screenshot.png`` in the test's tmp_path."""
-    page = browser.new_page(viewport={"width": 1600, "height": 1000})
-    page.set_default_timeout(TIMEOUT_MS)
-    yield page
-    page.screenshot(path=str(tmp_path / "screenshot.png"), full_page=True)
-    page.close()
 
 
 def test_runs_page_shows_parent_and_child_runs(ui: UiSweep, page: Any) -> None:

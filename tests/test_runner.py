@@ -11,6 +11,7 @@ import logging
 import os
 import re
 import signal
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from mlflow.tracking import MlflowClient
 from ray.tune.experiment import Trial
 from ray.tune.search.optuna import OptunaSearch
 
+from isobn_tune import console
 from isobn_tune.aggregate import TrialRecord
 from isobn_tune.batches import TaskData
 from isobn_tune.checkpoint_layout import ISOTROPY_FILE
@@ -34,7 +36,7 @@ from isobn_tune.errors import UserError
 from isobn_tune.metrics import BEST_OBJECTIVE
 from isobn_tune.mlflow_names import STATUS_TAG
 from isobn_tune.mlflow_runs import epoch_metrics
-from isobn_tune.progress import ProgressLine, format_progress
+from isobn_tune.progress import ProgressLine, format_duration, format_progress
 from isobn_tune.runner import EXCESSIVE_SNAPSHOT_WARNING_ENV, SweepOutcome, run_sweep
 from isobn_tune.space import load_space, trial_configs
 from isobn_tune.training import load_checkpoint, steps_per_epoch
@@ -42,7 +44,7 @@ from isobn_tune.training import load_checkpoint, steps_per_epoch
 POLL_TIMEOUT_S = 600
 PROGRESS = re.compile(
     r"^\[rte \d\d:\d\d\] (\d+) running, (\d+) finished, (\d+) errored, (\d+) paused, (\d+) pending of (\d+)"
-    r"(?: \| best (\d\.\d{4}) \((\w+)\))?$"
+    r"(?: \| best (\d\.\d{4}) \((\w+)\))?(?: \| ETA (\w+))?$"
 )
 EPOCH_METRICS = ("objective", "dev_accuracy", "best_objective", "best_epoch", "train_loss", "lr",
                  "train_examples_per_s", "iso_mean_abs_corr", "iso_std_cv")
@@ -164,7 +166,7 @@ def test_tokenised_data_is_put_in_the_object_store_once(minilm_sweep: Sweep) -> 
 
 def test_progress_line_is_printed_while_the_sweep_runs(minilm_sweep: Sweep) -> None:
     lines = [m for m in map(PROGRESS.match, minilm_sweep.stdout.splitlines()) if m]
-    assert len(lines) >= 6  # at least one per finished trial
+    assert len(lines) >= 2  # in a pipe: the first, then at most one a minute, and the last
     assert all(int(m[6]) == 6 for m in lines)
     best = max(r.best_objective for r in minilm_sweep.outcome.records)
     assert lines[-1].groups()[:5] == ("0", "6", "0", "0", "0")
@@ -233,18 +235,45 @@ def test_progress_line_counts_trials_tune_has_not_created_yet_as_pending() -> No
     assert format_progress("rte", trials, 0, total=0).endswith("0 pending of 1 | best 0.5000 (a_00000)")
 
 
-def test_progress_line_is_throttled_on_results_but_not_when_trials_end() -> None:
-    out = io.StringIO()
-    progress = ProgressLine("rte", interval_s=3600, stream=out)
-    trials = [trial("a_00000", Trial.RUNNING, 0.5), trial("a_00001", Trial.RUNNING, 0.6)]
-    for t in trials:
-        progress.on_trial_result(0, trials, t, t.last_result)
+def test_progress_line_in_a_pipe_is_a_new_line_at_first_then_throttled_and_at_the_end(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    progress = ProgressLine("rte", total=3, max_epochs=4)
+    trials = [trial("a_00000", Trial.RUNNING), trial("a_00001", Trial.RUNNING)]
+    for t, best in zip(trials, (0.5, 0.6), strict=True):  # Tune reports before it updates last_result
+        progress.on_trial_result(0, trials, t, {BEST_OBJECTIVE: best, "epoch": 1, "time_this_iter_s": 10.0})
     trials[0].set_status(Trial.TERMINATED)
     progress.on_trial_complete(0, trials, trials[0])
-    assert [line[12:] for line in out.getvalue().splitlines()] == [
-        "2 running, 0 finished, 0 errored, 0 paused, 0 pending of 2 | best 0.6000 (a_00001)",
-        "1 running, 1 finished, 0 errored, 0 paused, 0 pending of 2 | best 0.6000 (a_00001)",
+    progress.on_experiment_end(trials)
+    lines = [line[12:] for line in capsys.readouterr().out.splitlines()]
+    # Epochs left: a_00001 3, the trial not created yet 4; 10 s each, two at a time: 35 s.
+    assert lines == [
+        "2 running, 0 finished, 0 errored, 0 paused, 1 pending of 3 | best 0.5000 (a_00000) | ETA 55s",
+        "1 running, 1 finished, 0 errored, 0 paused, 1 pending of 3 | best 0.6000 (a_00001) | ETA 35s",
     ]
+
+
+def test_progress_line_on_a_terminal_is_redrawn_in_place(monkeypatch: pytest.MonkeyPatch) -> None:
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    screen = Terminal()
+    monkeypatch.setattr(sys, "stdout", screen)
+    console.status("[rte 00:01] first")
+    monkeypatch.setattr(console, "TTY_STATUS_INTERVAL_S", 0.0)
+    console.status("[rte 00:02] second")
+    console.say("trial a_00000 errored: ValueError: boom")
+    console.status("[rte 00:03] done", final=True)
+    assert screen.getvalue() == (
+        "\r\033[K[rte 00:01] first\r\033[K[rte 00:02] second"
+        "\r\033[Ktrial a_00000 errored: ValueError: boom\n\r\033[K[rte 00:03] done\n"
+    )
+
+
+def test_format_duration() -> None:
+    assert [format_duration(s) for s in (0.4, 59, 61, 3599, 3600, 7 * 3600 + 125)] == [
+        "0s", "59s", "1m01s", "59m59s", "1h00m", "7h02m"]
 
 
 # ----- Tune's per-trial schedulers and the recipe's patience (tiny random-init model) -------------
@@ -304,7 +333,7 @@ def test_median_rule_stops_trials_early_and_keeps_the_recent_checkpoints(
     status = {r.trial_id: r.status for r in outcome.records}
     ended_early = [trial_id for trial_id, rows in results.items() if rows[-1]["epoch"] < max_epochs]
     assert ended_early, "the median rule stopped no trial"
-    for trial_id, rows in results.items():
+    for trial_id in results:
         assert status[trial_id] == ("stopped" if trial_id in ended_early else "finished")
     # Retention keeps the two most recent checkpoints of every trial (run.checkpoints_to_keep: 2).
     for trial_id, rows in results.items():

@@ -88,7 +88,7 @@ def _run_sweep(space_file: Path, name: str, overrides: tuple[str, ...] = ()) -> 
     """Run a sweep in-process (on the module's Ray) with no MLFLOW_TRACKING_URI set."""
     with pytest.MonkeyPatch.context() as mp:
         mp.delenv("MLFLOW_TRACKING_URI", raising=False)
-        outcome = run_sweep(space_file, name=name, overrides=overrides, echo=lambda _: None)
+        outcome = run_sweep(space_file, name=name, overrides=overrides)
     storage = Path(outcome.sweep_dir.storage)
     manifest = json.loads((storage / name / "sweep.json").read_text())
     client = MlflowClient(manifest["tracking_uri"])

@@ -21,6 +21,7 @@ from pydantic import (
 )
 from pydantic.fields import FieldInfo
 
+from isobn_tune import sample_glue
 from isobn_tune.cls_norm import PARAM_FIELDS
 from isobn_tune.errors import UserError
 from isobn_tune.groups import MIN_PAIRED_SEEDS, RACE_ALPHA
@@ -78,7 +79,8 @@ class DataSection(StrictModel):
         default=None,
         max_length=4096,
         description="Local GLUE directory (<TASK>/train.tsv, dev.tsv); relative to the space "
-        "file and must exist. Unset: the GLUE_DIR environment variable at run time, else the hub.",
+        f"file and must exist; {sample_glue.SETTING!r}: the few STS-B rows shipped with the package. "
+        "Unset: the GLUE_DIR environment variable at run time, else the hub.",
     )
     max_train_examples: Annotated[int, Field(gt=0, le=10**9)] | None = Field(
         default=None, description="Use only the first N training examples (all if unset)."
@@ -91,8 +93,8 @@ class DataSection(StrictModel):
     @field_validator("glue_dir")
     @classmethod
     def _resolve(cls, value: str | None, info: ValidationInfo) -> str | None:
-        if value is None:
-            return None
+        if value is None or value == sample_glue.SETTING:
+            return value
         path = (_base_dir(info) or Path.cwd()) / Path(value).expanduser()
         try:
             found = path.is_dir()
@@ -405,6 +407,14 @@ def cross_section_problems(space: SweepSpace) -> list[tuple[tuple[str, ...], str
              "checkpoint, which must still exist when the trial restarts)"),
             space.run.checkpoints_to_keep,
         ))
+    if space.data.glue_dir == sample_glue.SETTING:
+        missing = [task for task in space.tasks if task not in sample_glue.TASKS]
+        if missing:
+            problems.append((
+                ("data", "glue_dir"),
+                f"the bundled sample holds only {', '.join(sample_glue.TASKS)}, not {', '.join(missing)}",
+                space.data.glue_dir,
+            ))
     seeds, limit = len(space.grid.seeds), space.resources.max_concurrent_trials
     if space.scheduler.groups_seeds and limit is not None and limit % seeds:
         problems.append((
