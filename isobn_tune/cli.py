@@ -85,6 +85,9 @@ def _parser() -> argparse.ArgumentParser:
     resume = sub.add_parser("resume", help="continue an interrupted sweep")
     resume.add_argument("dir", help="the sweep directory `run` printed (<storage>/<name>)")
     resume.add_argument("--address", help="Ray cluster address (default: local)")
+    resume.add_argument("--tracking-uri", help="MLflow tracking URI with its credential (default: the "
+                                               "sweep's, with those the sweep's manifest names from the "
+                                               "environment)")
     resume.add_argument("--retry-errored", action="store_true", help="also re-run trials that errored")
     resume.add_argument("--verbose", action="store_true", help="as for run")
     resume.set_defaults(func=_resume)
@@ -253,8 +256,8 @@ def _run(args: argparse.Namespace) -> int:
 def _resume(args: argparse.Namespace) -> int:
     from isobn_tune.runner import main_exit_code, resume_sweep
 
-    return main_exit_code(resume_sweep(args.dir, address=args.address, retry_errored=args.retry_errored,
-                                       verbose=args.verbose))
+    return main_exit_code(resume_sweep(args.dir, address=args.address, tracking_uri=args.tracking_uri,
+                                       retry_errored=args.retry_errored, verbose=args.verbose))
 
 
 def _report(args: argparse.Namespace) -> int:

@@ -8,8 +8,11 @@ import re
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-_SECRET_KEY = re.compile(r"(token|secret|password|passwd|api[_-]?key|access[_-]?key|credential)", re.I)
+_SECRET_WORDS = r"(?:token|secret|password|passwd|api[_-]?key|access[_-]?key|credential)"
+_SECRET_KEY = re.compile(_SECRET_WORDS, re.I)
 _URI_CREDENTIALS = re.compile(r"(\w+://)[^/\s:@]+:[^/\s@]+@")
+# A secret-looking query parameter's value: s3://bucket?secret_key=..., ...?password=...
+_QUERY_SECRETS = re.compile(rf"([?&][^=&#\s]*{_SECRET_WORDS}[^=&#\s]*=)[^&#\s]+", re.I)
 _TOKEN_SHAPES = re.compile(r"\bhf_[A-Za-z0-9]{20,}|\b(?:AKIA|ASIA)[A-Z0-9]{16}\b")
 
 
@@ -23,11 +26,21 @@ def redact_uri(uri: str) -> str:
     return uri
 
 
+def without_userinfo(uri: str) -> str:
+    """The URI without its user info (``user:password@``), as it may be stored: unlike
+    :func:`redact_uri`, still a URI of the same store."""
+    parts = urlsplit(uri)
+    if "@" not in parts.netloc:
+        return uri
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+
+
 def redact(text: str) -> str:
-    """``text`` as it may be logged: credentials in URIs, the values of secret-looking
-    environment variables (HF_TOKEN, AWS_SECRET_ACCESS_KEY, ...) and Hugging Face / AWS key
-    shapes masked."""
+    """``text`` as it may be logged: credentials in URIs (user info, secret-looking query
+    parameters), the values of secret-looking environment variables (HF_TOKEN,
+    AWS_SECRET_ACCESS_KEY, ...) and Hugging Face / AWS key shapes masked."""
     text = _URI_CREDENTIALS.sub(r"\1***@", text)
+    text = _QUERY_SECRETS.sub(r"\1***", text)
     for value in _secret_env_values():
         text = text.replace(value, "***")
     return _TOKEN_SHAPES.sub("***", text)

@@ -25,10 +25,10 @@ def print_report(target: str, *, tracking_uri: str | None = None, groups: bool =
     if fmt not in FORMATS:
         raise UserError(f"report format {fmt!r}: use one of {', '.join(FORMATS)}")
     if tracking_uri is None:
-        from isobn_tune.sweep_dir import SweepDir, read_manifest
+        from isobn_tune.sweep_dir import SweepDir, read_manifest, sweep_tracking_uri
 
         manifest = read_manifest(SweepDir.parse(target))
-        tracking_uri, run_id = manifest["tracking_uri"], manifest["parent_run_id"]
+        tracking_uri, run_id = sweep_tracking_uri(manifest), manifest["parent_run_id"]
     else:
         run_id = target
     records = records_from_mlflow(tracking_uri, run_id)

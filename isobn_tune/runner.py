@@ -50,13 +50,21 @@ from isobn_tune.progress import ProgressLine
 from isobn_tune.redaction import redact_uri
 from isobn_tune.search import build_param_space, build_scheduler, build_searcher, num_samples
 from isobn_tune.space import SweepSpace, effective_space_text, load_space, trial_count, trials_per_task
-from isobn_tune.sweep_dir import SweepDir, has_manifest, read_manifest, write_manifest
+from isobn_tune.sweep_dir import (
+    SweepDir,
+    has_manifest,
+    read_manifest,
+    stored_uri,
+    sweep_tracking_uri,
+    write_manifest,
+)
 from isobn_tune.tasks import get_task
 from isobn_tune.tracking import SweepTracker
 from isobn_tune.trainable import fine_tune_trial
 
 EXCESSIVE_SNAPSHOT_WARNING_ENV = "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S"
 SNAPSHOT_PERIOD_ENV = "TUNE_GLOBAL_CHECKPOINT_S"
+QUIET_RUN_URLS_ENV = "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"
 
 
 @dataclass
@@ -117,11 +125,14 @@ def resume_sweep(
     path: str,
     *,
     address: str | None = None,
+    tracking_uri: str | None = None,
     retry_errored: bool = False,
     verbose: bool = False,
 ) -> SweepOutcome:
     """Continue an interrupted sweep: finished trials keep their results and are not re-run,
-    unfinished ones continue from their last checkpoint, errored ones only on request.
+    unfinished ones continue from their last checkpoint, errored ones only on request. The
+    tracking store is the manifest's, with the credentials it names taken from the environment
+    (see :func:`sweep_tracking_uri`), or ``tracking_uri``.
 
     Ray 2.60 does not save the ERROR status of a trial whose worker process died (OOM kill, lost
     node) after its last retry: such a trial is restored as unfinished and continues from its
@@ -129,7 +140,7 @@ def resume_sweep(
     sweep_dir = SweepDir.parse(path)
     manifest = read_manifest(sweep_dir)
     space = SweepSpace.model_validate(manifest["space"])
-    tracking_uri = manifest["tracking_uri"]
+    tracking_uri = sweep_tracking_uri(manifest, tracking_uri)
     with captured_output(sweep_dir.log_file, verbose=verbose) as log_file:
         say(f"resuming {sweep_dir.root}; full log {log_file}")
         data = _prepare(space, sweep_dir, tracking_uri, address)
@@ -170,6 +181,10 @@ def _run_tasks(space: SweepSpace, sweep_dir: SweepDir, data: dict[str, TaskData]
     # trial from a deleted checkpoint. Snapshotting each step keeps the state at most one
     # checkpoint behind, which retention (>= 2 kept) still holds. A value the user set wins.
     os.environ.setdefault(SNAPSHOT_PERIOD_ENV, "0")
+    if stored_uri(tracker.tracking_uri) != tracker.tracking_uri:
+        # MLflow prints the address of each run it ends, built from the full tracking URI: a
+        # credential in it would rest in the sweep's log.
+        os.environ[QUIET_RUN_URLS_ENV] = "true"
     records: list[TrialRecord] = []
     for task in space.tasks:
         trainable = _trainable(space, data[task])

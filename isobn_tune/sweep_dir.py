@@ -1,8 +1,13 @@
 """Where a sweep lives: ``<storage>/<name>/`` with its ``sweep.json`` manifest (no Ray, no torch).
 
 The manifest holds the validated space, the MLflow tracking URI and the parent run id: all that
-``resume`` and ``report`` need. It holds them as given, credentials included, because resume
-needs them; locally it is written readable by its owner only.
+``resume`` and ``report`` need, but no credential, since sweep directories are copied, shared and
+synced to buckets. It keeps the tracking URI without its user info (the space's too), masks
+secret-looking values (query parameters, keys, tokens) everywhere, and names in ``resume_env``
+the environment variables ``resume`` needs to reach the store again: MLflow's own credential
+variables for an http(s) server, the full URI in ``$MLFLOW_TRACKING_URI`` for a store whose
+credential only its URI can carry (a database password). Locally it is written readable by its
+owner only all the same.
 """
 
 from __future__ import annotations
@@ -16,10 +21,14 @@ from typing import Any
 import pyarrow.fs
 
 from isobn_tune.errors import UserError
+from isobn_tune.redaction import redact, redact_mapping, without_userinfo
 
 MANIFEST = "sweep.json"
 LOG_FILE = "sweep.log"
 MANIFEST_FORMAT = 1
+URI_ENV = "MLFLOW_TRACKING_URI"
+HTTP_USER_ENV = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
+HTTP_CREDENTIAL_ENV = (*HTTP_USER_ENV, "MLFLOW_TRACKING_TOKEN")  # what MLflow reads for http(s)
 
 
 @dataclass(frozen=True)
@@ -68,10 +77,12 @@ def has_manifest(sweep_dir: SweepDir) -> bool:
 
 
 def write_manifest(sweep_dir: SweepDir, manifest: dict[str, Any]) -> None:
+    """Write ``manifest`` (name, space_file, overrides, space, tracking_uri, parent_run_id, ...)
+    as it may rest: see the module's docstring."""
     fs, path = filesystem(sweep_dir.manifest)
     fs.create_dir(path.rpartition("/")[0], recursive=True)
     with fs.open_output_stream(path) as f:
-        f.write(json.dumps({"format": MANIFEST_FORMAT, **manifest}, indent=2).encode())
+        f.write(json.dumps({"format": MANIFEST_FORMAT, **_at_rest(manifest)}, indent=2).encode())
     if isinstance(fs, pyarrow.fs.LocalFileSystem):
         os.chmod(path, 0o600)
 
@@ -86,3 +97,66 @@ def read_manifest(sweep_dir: SweepDir) -> dict[str, Any]:
     if manifest.get("format") != MANIFEST_FORMAT:
         raise UserError(f"{sweep_dir.manifest}: unsupported manifest format {manifest.get('format')!r}")
     return manifest
+
+
+def stored_uri(uri: str) -> str:
+    """A URI as the manifest keeps it: no user info, secret-looking query values masked."""
+    return redact(without_userinfo(uri))
+
+
+def resume_env(tracking_uri: str) -> list[str]:
+    """The environment variables ``resume`` needs to reach ``tracking_uri``'s store from its
+    stored form: for an http(s) server, MLflow's user name and password variables when the URI
+    carries user info, else MLflow's credential variables set now; ``$MLFLOW_TRACKING_URI``
+    (the full URI) when a credential is in the URI and MLflow reads it from nowhere else."""
+    plain = without_userinfo(tracking_uri)
+    http = plain.split("://", 1)[0] in ("http", "https")
+    if redact(plain) != plain or (plain != tracking_uri and not http):
+        return [URI_ENV]
+    if plain != tracking_uri:
+        return list(HTTP_USER_ENV)
+    return [name for name in HTTP_CREDENTIAL_ENV if http and os.environ.get(name)]
+
+
+def sweep_tracking_uri(manifest: dict[str, Any], given: str | None = None) -> str:
+    """The full tracking URI of a stored sweep, for ``resume``, ``report`` and ``ui``: ``given``
+    (``--tracking-uri``), else ``$MLFLOW_TRACKING_URI`` when it names the sweep's store, else the
+    stored URI once the variables ``resume_env`` names are set; a one-line error says what to set."""
+    stored, needs = manifest["tracking_uri"], manifest.get("resume_env", [])
+    if given:
+        return given
+    from_env = os.environ.get(URI_ENV)
+    if from_env and stored_uri(from_env) == stored:
+        return from_env
+    if URI_ENV in needs:
+        raise UserError(f"the sweep's tracking store {stored} needs a credential that is not stored with "
+                        f"the sweep: set {URI_ENV} to its full URI or pass --tracking-uri")
+    missing = [name for name in needs if not os.environ.get(name)]
+    if missing:
+        raise UserError(f"the sweep's tracking server {stored} needs {' and '.join(missing)} set (not "
+                        "stored with the sweep), or its full URI with --tracking-uri")
+    return stored
+
+
+def _at_rest(manifest: dict[str, Any]) -> dict[str, Any]:
+    """``manifest`` without credentials, plus ``resume_env``."""
+    out = dict(manifest)
+    if "space" in out:
+        space = redact_mapping(out["space"])
+        uri = (out["space"].get("mlflow") or {}).get("tracking_uri")
+        if uri:
+            space["mlflow"] = space["mlflow"] | {"tracking_uri": stored_uri(uri)}
+        out["space"] = space
+    if "overrides" in out:
+        out["overrides"] = [_masked_override(override) for override in out["overrides"]]
+    if "space_file" in out:
+        out["space_file"] = redact(out["space_file"])
+    if "tracking_uri" in out:
+        out["tracking_uri"] = stored_uri(manifest["tracking_uri"])
+        out["resume_env"] = resume_env(manifest["tracking_uri"])
+    return out
+
+
+def _masked_override(override: str) -> str:
+    key, _, value = override.partition("=")
+    return f"{key}={redact_mapping({key: value})[key]}"

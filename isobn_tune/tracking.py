@@ -82,9 +82,15 @@ from isobn_tune.mlflow_runs import epoch_metrics, find_child
 from isobn_tune.recipe import TrialConfig
 from isobn_tune.redaction import redact, redact_mapping, redact_text
 from isobn_tune.space import SweepSpace, trial_count
+from isobn_tune.sweep_dir import stored_uri
 
 _MLFLOW_STATUS = {"finished": "FINISHED", "stopped": "FINISHED", "errored": "FAILED"}
 _TUNE_KEYS = frozenset(AUTO_RESULT_KEYS)  # what Tune adds to every result: not the trial's own
+
+
+# Parent run id -> the full tracking URI this process opened it with, for the trackers Tune
+# unpickles from the sweep directory (where they rest without credentials).
+_OPENED_URIS: dict[str, str] = {}
 
 
 class SweepTracker:
@@ -94,6 +100,16 @@ class SweepTracker:
         self.tracking_uri = tracking_uri
         self.experiment_id = experiment_id
         self.parent_run_id = parent_run_id
+        _OPENED_URIS[parent_run_id] = tracking_uri
+
+    def __getstate__(self) -> dict[str, Any]:
+        """As Tune saves it in the sweep directory (``tuner.pkl``): the URI without credentials."""
+        return self.__dict__ | {"tracking_uri": stored_uri(self.tracking_uri)}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Restored by a resume, which opened the parent run with the full URI first."""
+        opened = _OPENED_URIS.get(state["parent_run_id"], state["tracking_uri"])
+        self.__dict__ = state | {"tracking_uri": opened}
 
     @property
     def client(self) -> MlflowClient:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from isobn_tune.errors import UserError
 from isobn_tune.redaction import redact_uri
-from isobn_tune.sweep_dir import SweepDir, read_manifest
+from isobn_tune.sweep_dir import SweepDir, read_manifest, sweep_tracking_uri
 
 REMOTE_SCHEMES = ("http", "https", "databricks")
 UI_LOG = "mlflow-ui.log"
@@ -46,7 +46,7 @@ def target_of(sweep: str | None, tracking_uri: str | None) -> UiTarget:
         sweep_dir = SweepDir.parse(sweep)
         manifest = read_manifest(sweep_dir)
         log_dir = Path(sweep_dir.root) if "://" not in sweep_dir.root else Path.cwd()
-        return UiTarget(tracking_uri or manifest["tracking_uri"], manifest["parent_run_id"], log_dir)
+        return UiTarget(sweep_tracking_uri(manifest, tracking_uri), manifest["parent_run_id"], log_dir)
     uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
     if not uri:
         raise UserError("which store? pass a sweep directory (`isobn-tune ui results/<sweep>`), "

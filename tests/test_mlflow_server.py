@@ -27,7 +27,8 @@ from helpers import (
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
-from isobn_tune.runner import run_sweep
+from isobn_tune.cli import main as cli_main
+from isobn_tune.runner import resume_sweep, run_sweep
 
 SECRETS = {
     "HF_TOKEN": "hf_FakeTokenAbCdEfGhIjKlMnOpQrStUv",
@@ -47,6 +48,7 @@ class ServerSweep:
     parent: Run
     children: list[Run]
     space_text: str
+    sweep_dir: Path
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +72,8 @@ def sweep(ray_session, glue_dir: Path, tmp_path_factory: pytest.TempPathFactory)
         outcome = run_sweep(space_file, name="over-http")
         client = MlflowClient(url)
         parent = client.get_run(outcome.parent_run_id)
-        yield ServerSweep(url, client, parent, trial_runs(client, parent), space_file.read_text())
+        yield ServerSweep(url, client, parent, trial_runs(client, parent), space_file.read_text(),
+                          root / "results" / "over-http")
 
 
 def test_sweep_runs_are_on_the_server(sweep: ServerSweep) -> None:
@@ -131,3 +134,45 @@ def test_trial_config_logged_with_override_token_masked(sweep: ServerSweep) -> N
     config = json.loads(artifact_bytes(sweep.client, sweep.children[0].info.run_id, "trial_config.json"))
     assert config["cls_norm"] == "none"
     assert config["model_overrides"]["token"] == "***"
+
+
+# --- no credential at rest -------------------------------------------------------------------------
+
+def test_no_tracking_credential_in_the_sweep_directory(sweep: ServerSweep) -> None:
+    """Manifest, log, Tune's state (its pickled callbacks too), results and checkpoints."""
+    files = [p for p in sweep.sweep_dir.rglob("*") if p.is_file()]
+    assert any(p.name == "tuner.pkl" for p in files) and any(p.name == "sweep.log" for p in files)
+    for secret in (URI_PASSWORD.encode(), b"alice:"):
+        assert [str(p) for p in files if secret in p.read_bytes()] == []
+
+
+def test_manifest_keeps_the_uri_without_user_info_and_names_what_resume_needs(sweep: ServerSweep) -> None:
+    manifest = json.loads((sweep.sweep_dir / "sweep.json").read_text())
+    assert manifest["tracking_uri"] == manifest["space"]["mlflow"]["tracking_uri"] == sweep.url
+    assert manifest["resume_env"] == ["MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"]
+    text = json.dumps(manifest)
+    assert [secret for secret in [*SECRETS.values(), OVERRIDE_TOKEN] if secret in text] == []
+    assert manifest["space"]["description"] == "pulls with token ***"
+
+
+def test_resume_without_the_credential_says_what_to_set(
+    sweep: ServerSweep, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_URI"):
+        monkeypatch.delenv(name, raising=False)
+    assert cli_main(["resume", str(sweep.sweep_dir)]) == 2
+    assert capsys.readouterr().err == (
+        f"error: the sweep's tracking server {sweep.url} needs MLFLOW_TRACKING_USERNAME and "
+        "MLFLOW_TRACKING_PASSWORD set (not stored with the sweep), or its full URI with --tracking-uri\n"
+    )
+
+
+def test_resume_with_the_credential_in_the_environment(sweep: ServerSweep, monkeypatch: pytest.MonkeyPatch
+                                                        ) -> None:
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "alice")
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", URI_PASSWORD)
+    outcome = resume_sweep(str(sweep.sweep_dir))
+    assert outcome.parent_run_id == sweep.parent.info.run_id
+    assert sorted(r.status for r in outcome.records) == ["finished", "finished"]
+    assert sweep.client.get_run(outcome.parent_run_id).info.status == "FINISHED"

@@ -1,4 +1,5 @@
-"""The sweep directory and its manifest: parsing, round trip, permissions, clear errors."""
+"""The sweep directory and its manifest: parsing, round trip, permissions, no credential at rest and
+what resume then needs, clear errors."""
 
 from __future__ import annotations
 
@@ -9,7 +10,16 @@ from pathlib import Path
 import pytest
 
 from isobn_tune.errors import UserError
-from isobn_tune.sweep_dir import MANIFEST, SweepDir, has_manifest, read_manifest, write_manifest
+from isobn_tune.sweep_dir import (
+    HTTP_CREDENTIAL_ENV,
+    MANIFEST,
+    URI_ENV,
+    SweepDir,
+    has_manifest,
+    read_manifest,
+    sweep_tracking_uri,
+    write_manifest,
+)
 
 
 def test_parse_local_relative_path_and_uri(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -25,12 +35,80 @@ def test_parse_local_relative_path_and_uri(tmp_path: Path, monkeypatch: pytest.M
 def test_manifest_round_trip_is_private(tmp_path: Path) -> None:
     sweep = SweepDir(str(tmp_path / "results"), "s1")
     assert not has_manifest(sweep)
-    content = {"name": "s1", "tracking_uri": "http://alice:secret@127.0.0.1:5000", "parent_run_id": "abc"}
+    content = {"name": "s1", "tracking_uri": f"sqlite:///{tmp_path}/mlflow.db", "parent_run_id": "abc"}
     write_manifest(sweep, content)
     assert has_manifest(sweep)
-    assert read_manifest(sweep) == {"format": 1, **content}
+    assert read_manifest(sweep) == {"format": 1, **content, "resume_env": []}
     mode = stat.S_IMODE((tmp_path / "results" / "s1" / MANIFEST).stat().st_mode)
-    assert mode == 0o600  # it may hold a tracking URI with a password
+    assert mode == 0o600
+
+
+def test_manifest_keeps_no_credential(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """User info, secret-looking query values and keys are gone from every field."""
+    monkeypatch.delenv("MLFLOW_TRACKING_TOKEN", raising=False)
+    uri = "http://alice:pw-in-uri@127.0.0.1:5000"
+    storage = "s3://bucket/sweeps?access_key=AKID&secret_key=SK-in-query&region=eu"
+    space = {"name": "tiny", "mlflow": {"tracking_uri": uri}, "run": {"storage_path": storage},
+             "model": {"overrides": {"token": "tok-in-overrides", "hidden_size": 32}}}
+    sweep = SweepDir(str(tmp_path), "s1")
+    overrides = [f"mlflow.tracking_uri={uri}", "model.overrides.token=tok-in-override"]
+    write_manifest(sweep, {"space_file": "space.yaml", "space": space, "tracking_uri": uri,
+                           "overrides": overrides})
+    text = (tmp_path / "s1" / MANIFEST).read_text()
+    assert [s for s in ("alice", "pw-in-uri", "AKID", "SK-in-query", "tok-in-override") if s in text] == []
+    manifest = read_manifest(sweep)
+    assert manifest["tracking_uri"] == manifest["space"]["mlflow"]["tracking_uri"] == "http://127.0.0.1:5000"
+    assert manifest["resume_env"] == ["MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"]
+    assert manifest["space"]["run"]["storage_path"] == (
+        "s3://bucket/sweeps?access_key=***&secret_key=***&region=eu")
+    assert manifest["space"]["model"]["overrides"] == {"token": "***", "hidden_size": 32}
+    assert manifest["overrides"] == [
+        "mlflow.tracking_uri=http://***@127.0.0.1:5000", "model.overrides.token=***"]
+
+
+@pytest.fixture
+def no_mlflow_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    for name in (URI_ENV, *HTTP_CREDENTIAL_ENV):
+        monkeypatch.delenv(name, raising=False)
+    return monkeypatch
+
+
+def test_a_database_password_is_taken_from_the_full_uri(
+    tmp_path: Path, no_mlflow_env: pytest.MonkeyPatch
+) -> None:
+    """MLflow reads a database password from the URI only: resume needs the full URI."""
+    full = "postgresql://alice:db-pw@db.example:5432/mlflow"
+    sweep = SweepDir(str(tmp_path), "s1")
+    write_manifest(sweep, {"tracking_uri": full})
+    manifest = read_manifest(sweep)
+    assert manifest["tracking_uri"] == "postgresql://db.example:5432/mlflow"
+    assert manifest["resume_env"] == [URI_ENV]
+    error = (r"^the sweep's tracking store postgresql://db.example:5432/mlflow needs a credential that "
+             r"is not stored with the sweep: set MLFLOW_TRACKING_URI to its full URI or pass --tracking-uri$")
+    with pytest.raises(UserError, match=error):
+        sweep_tracking_uri(manifest)
+    no_mlflow_env.setenv(URI_ENV, "postgresql://alice:db-pw@other.example/mlflow")  # another store
+    with pytest.raises(UserError, match=error):
+        sweep_tracking_uri(manifest)
+    no_mlflow_env.setenv(URI_ENV, full)
+    assert sweep_tracking_uri(manifest) == full
+    assert sweep_tracking_uri(manifest, "postgresql://bob:x@db.example:5432/mlflow") == (
+        "postgresql://bob:x@db.example:5432/mlflow")
+
+
+def test_a_token_in_the_environment_is_needed_again(
+    tmp_path: Path, no_mlflow_env: pytest.MonkeyPatch
+) -> None:
+    no_mlflow_env.setenv("MLFLOW_TRACKING_TOKEN", "tok-123456789")
+    sweep = SweepDir(str(tmp_path), "s1")
+    write_manifest(sweep, {"tracking_uri": "https://mlflow.example"})
+    manifest = read_manifest(sweep)
+    assert manifest["tracking_uri"] == "https://mlflow.example"
+    assert manifest["resume_env"] == ["MLFLOW_TRACKING_TOKEN"]
+    assert sweep_tracking_uri(manifest) == "https://mlflow.example"
+    no_mlflow_env.delenv("MLFLOW_TRACKING_TOKEN")
+    with pytest.raises(UserError, match="needs MLFLOW_TRACKING_TOKEN set"):
+        sweep_tracking_uri(manifest)
 
 
 def test_not_a_sweep_directory(tmp_path: Path) -> None:

@@ -408,6 +408,11 @@ def test_redact_masks_uri_credentials_env_secrets_and_token_shapes(monkeypatch) 
     assert redact(text) == "http://***@host:5000 *** *** ***"
 
 
+def test_redact_masks_secret_looking_query_values() -> None:
+    text = "s3://b/p?access_key=AK1&secret_key=a/b+c&region=eu postgresql://h/db?password=x&sslmode=on"
+    assert redact(text) == "s3://b/p?access_key=***&secret_key=***&region=eu postgresql://h/db?password=***&sslmode=on"
+
+
 def test_redact_leaves_flag_values_alone(monkeypatch) -> None:
     monkeypatch.setenv("TOKENIZERS_PARALLELISM", "false")
     monkeypatch.setenv("SOME_TOKEN_MODE", "disabled")
