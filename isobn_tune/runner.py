@@ -3,6 +3,7 @@
 Layout of a sweep directory ``<storage>/<name>/``::
 
     sweep.json        manifest: the validated space, tracking URI, MLflow parent run id
+    errored_trials.json  the trials that errored, by task (see errored_trials.py)
     sweep.log         everything Ray, Tune, MLflow and the trials printed (the console shows a summary)
     <task>/           Tune's experiment directory of that task (trials, checkpoints, state)
 
@@ -11,6 +12,7 @@ Layout of a sweep directory ``<storage>/<name>/``::
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import uuid
@@ -34,6 +36,7 @@ from isobn_tune.aggregate import (
 )
 from isobn_tune.batches import TaskData
 from isobn_tune.console import captured_output, say
+from isobn_tune.errored_trials import ErroredTrialRecorder, keep_errored
 from isobn_tune.errors import UserError
 from isobn_tune.features import default_cache_dir, tokenize_task
 from isobn_tune.glue_data import DataSource, resolve_glue_dir
@@ -107,7 +110,11 @@ def run_sweep(
     with captured_output(sweep_dir.log_file, verbose=verbose) as log_file:
         say(f"sweep {sweep_dir.root}: {trial_count(space)} trials over {len(space.tasks)} task(s); "
             f"full log {log_file}")
-        data = _prepare(space, sweep_dir, tracking_uri, address)
+        try:
+            data = _prepare(space, sweep_dir, tracking_uri, address)
+        except BaseException:
+            _discard_log(sweep_dir)  # bad input creates nothing: its error is on the console
+            raise
         space_text = effective_space_text(space_file, overrides)
         tracker = SweepTracker.start(tracking_uri, space, sweep_dir.name, space_text)
         write_manifest(sweep_dir, {
@@ -134,9 +141,8 @@ def resume_sweep(
     tracking store is the manifest's, with the credentials it names taken from the environment
     (see :func:`sweep_tracking_uri`), or ``tracking_uri``.
 
-    Ray 2.60 does not save the ERROR status of a trial whose worker process died (OOM kill, lost
-    node) after its last retry: such a trial is restored as unfinished and continues from its
-    checkpoint even without ``retry_errored``. Trials whose code raised are saved as errored."""
+    A trial that errored stays errored, including one whose worker process died (OOM kill, lost
+    node) after its last retry, which Ray 2.60 saves as unfinished (see errored_trials.py)."""
     sweep_dir = SweepDir.parse(path)
     manifest = read_manifest(sweep_dir)
     space = SweepSpace.model_validate(manifest["space"])
@@ -148,6 +154,14 @@ def resume_sweep(
         say(f"MLflow {redact_uri(tracking_uri)} run {tracker.parent_run_id}")
         with ray_connection(address):
             return _run_tasks(space, sweep_dir, data, tracker, restore=True, retry_errored=retry_errored)
+
+
+def _discard_log(sweep_dir: SweepDir) -> None:
+    """Remove the log of a sweep that never started, and its directory if that is left empty."""
+    sweep_dir.log_file.unlink(missing_ok=True)
+    if "://" not in sweep_dir.root:
+        with contextlib.suppress(OSError):  # not empty, or not there
+            Path(sweep_dir.root).rmdir()
 
 
 def _prepare(space: SweepSpace, sweep_dir: SweepDir, tracking_uri: str, address: str | None
@@ -190,6 +204,7 @@ def _run_tasks(space: SweepSpace, sweep_dir: SweepDir, data: dict[str, TaskData]
         trainable = _trainable(space, data[task])
         task_dir = sweep_dir.task_dir(task)
         if restore and tune.Tuner.can_restore(task_dir):
+            keep_errored(sweep_dir, task, retry=retry_errored)
             tuner = tune.Tuner.restore(
                 task_dir, trainable=trainable, resume_unfinished=True,
                 resume_errored=retry_errored, restart_errored=False,
@@ -245,6 +260,7 @@ def _build_tuner(space: SweepSpace, task: str, sweep_dir: SweepDir, trainable: A
             checkpoint_config=tune.CheckpointConfig(num_to_keep=space.run.checkpoints_to_keep),
             failure_config=tune.FailureConfig(max_failures=space.run.max_failures),
             callbacks=[
+                ErroredTrialRecorder(),
                 tracker.callback(task),
                 ProgressLine(task, total=trials_per_task(space), max_epochs=space.recipe.max_epochs),
             ],

@@ -16,21 +16,21 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
-from helpers import kill_session, run_cli, session_pids, tiny_space, write_yaml
+from helpers import TINY_MODEL, kill_session, run_cli, session_pids
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
 from isobn_tune import sample_glue
 from isobn_tune.mlflow_names import FIGURES_ARTIFACT_DIR
 from isobn_tune.mlflow_runs import child_runs
-from isobn_tune.trainable import FAIL_AT_ENV
+from isobn_tune.runner import run_sweep
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 QUICKSTART = "search_spaces/quickstart.yaml"
@@ -139,21 +139,23 @@ def test_the_bundled_sample_is_in_the_wheel(tmp_path: Path) -> None:
 
 
 def test_a_failing_trial_is_named_on_the_console_with_its_error_and_traceback(
-    glue_dir: Path, tmp_path: Path
+    ray_session: Any, write_space: Callable[..., Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    space = tiny_space(glue_dir, tmp_path / "results", tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
-                       grid={"cls_norm": ["none"], "lr": [1e-3], "batch_size": [16], "seeds": [1, 7]})
-    env = newcomer_env() | {FAIL_AT_ENV: "7@2"}  # seed 7 raises at its second epoch
-    proc = run_cli("run", str(write_yaml(tmp_path / "space.yaml", space)), "--name", "fails", env=env)
-    assert proc.returncode == 1
-    lines = proc.stdout.splitlines()
+    # 32 hidden units cannot split into 3 attention heads: the model cannot be built in the trial.
+    model = {**TINY_MODEL, "overrides": {**TINY_MODEL["overrides"], "num_attention_heads": 3}}
+    grid = {"cls_norm": ["none"], "lr": [1e-3], "batch_size": [16], "seeds": [1]}
+    space_file = write_space(model=model, grid=grid)
+    outcome = run_sweep(space_file, name="fails")
+    assert [r.status for r in outcome.records] == ["errored"]
+    out = capsys.readouterr()
+    lines = out.out.splitlines()
     (message,) = [line for line in lines if " errored: " in line]
     match = re.fullmatch(r"trial (\w+) errored: (.+) \(full traceback: (\S+)\)", message)
     assert match, message
     trial_id, reason, traceback_file = match.groups()
-    assert reason == f"RuntimeError: injected failure at epoch 2 ({FAIL_AT_ENV}=7@2)"
+    assert reason.startswith("ValueError: ") and "attention heads (3)" in reason
     assert Path(traceback_file).is_file() and trial_id in traceback_file
-    assert "Traceback" not in proc.stdout + proc.stderr and len(lines) <= MAX_CONSOLE_LINES
+    assert "Traceback" not in out.out + out.err and len(lines) <= MAX_CONSOLE_LINES
     sweep = tmp_path / "results" / "fails"
     assert f"1 trial(s) errored; retry them with `isobn-tune resume {sweep} --retry-errored`" in lines
 

@@ -22,7 +22,16 @@ import numpy as np
 import pytest
 import ray
 import yaml
-from helpers import cli, experiment_state, poll, runs_by_trial, session_pids, start_cli, trial_results
+from helpers import (
+    cli,
+    experiment_state,
+    poll,
+    run_cli,
+    runs_by_trial,
+    session_pids,
+    start_cli,
+    trial_results,
+)
 from mlflow.tracking import MlflowClient
 from ray.tune.experiment import Trial
 from ray.tune.search.optuna import OptunaSearch
@@ -32,13 +41,15 @@ from isobn_tune.aggregate import TrialRecord
 from isobn_tune.batches import TaskData
 from isobn_tune.checkpoint_layout import ISOTROPY_FILE
 from isobn_tune.cli import main
+from isobn_tune.errored_trials import ERRORED_FILE
 from isobn_tune.errors import UserError
 from isobn_tune.metrics import BEST_OBJECTIVE
-from isobn_tune.mlflow_names import STATUS_TAG
+from isobn_tune.mlflow_names import ERROR_TAG, STATUS_TAG
 from isobn_tune.mlflow_runs import epoch_metrics
 from isobn_tune.progress import ProgressLine, format_duration, format_progress
 from isobn_tune.runner import EXCESSIVE_SNAPSHOT_WARNING_ENV, SweepOutcome, run_sweep
 from isobn_tune.space import load_space, trial_configs
+from isobn_tune.trainable import KILL_AT_ENV
 from isobn_tune.training import load_checkpoint, steps_per_epoch
 
 POLL_TIMEOUT_S = 600
@@ -318,7 +329,7 @@ def test_pbt_exploits_and_the_schedule_follows_the_new_lr(
 def test_median_rule_stops_trials_early_and_keeps_the_recent_checkpoints(
     ray_session: Any, write_space: Callable[..., Path], tmp_path: Path
 ) -> None:
-    max_epochs = 6
+    max_epochs = 4
     space_file = write_space(
         tasks=["stsb"],  # a correlation: the tiny model's dev scores differ by trial and epoch
         grid={"cls_norm": ["none", "isobn"], "lr": [3e-3, 3e-4], "batch_size": [16], "seeds": [1, 2]},
@@ -335,10 +346,13 @@ def test_median_rule_stops_trials_early_and_keeps_the_recent_checkpoints(
     assert ended_early, "the median rule stopped no trial"
     for trial_id in results:
         assert status[trial_id] == ("stopped" if trial_id in ended_early else "finished")
-    # Retention keeps the two most recent checkpoints of every trial (run.checkpoints_to_keep: 2).
+    # Retention keeps the two most recent checkpoints Tune registered (run.checkpoints_to_keep: 2);
+    # a trial stopped while its worker ran ahead also leaves its next epoch's unregistered one.
     for trial_id, rows in results.items():
         kept = sorted(path.name for path in (task_dir / trial_id).glob("checkpoint_*"))
-        assert kept == [row["checkpoint_dir_name"] for row in rows][-2:]
+        registered = [row["checkpoint_dir_name"] for row in rows][-2:]
+        assert kept[: len(registered)] == registered
+        assert all(name > registered[-1] for name in kept[len(registered):]) and len(kept) <= 3
 
 
 def test_patience_ends_a_trial_as_finished_not_stopped(
@@ -481,6 +495,45 @@ def test_errored_trials_are_retried_only_on_request(
     assert main(["resume", str(root), "--retry-errored"]) == 0
     state = experiment_state(root / "rte")
     assert {t: (s["status"], s["epoch"]) for t, s in state.items()} == {t: ("TERMINATED", 2) for t in errors}
+
+
+def test_a_trial_whose_worker_is_killed_on_every_attempt_stays_errored(
+    ray_session: Any, write_space: Callable[..., Path], tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Seed 1's worker is SIGKILLed at epoch 2 on both attempts (the hook reaches workers only
+    through the environment Ray starts with, so `run` is a subprocess); Ray 2.60 saves that trial
+    as unfinished, yet resume (without the hook) leaves it errored, failed in MLflow with the
+    reason; only --retry-errored finishes it."""
+    space_file = write_space(grid={"cls_norm": ["none"], "seeds": [1, 2]}, run={"max_failures": 1})
+    root = tmp_path / "results" / "killed"
+    run = run_cli("run", str(space_file), "--name", "killed", env=os.environ | {KILL_AT_ENV: "1@2"})
+    assert run.returncode == 1, run.stdout + run.stderr
+    task_dir = root / "rte"
+    seeds = {t: rows[-1]["config"]["grid_point"]["seed"] for t, rows in trial_results(task_dir).items()}
+    killed = next(t for t, seed in seeds.items() if seed == 1)
+    results_before = (task_dir / killed / "result.json").read_text()
+    assert [json.loads(row)["epoch"] for row in results_before.splitlines()] == [1]
+    recorded = json.loads((root / ERRORED_FILE).read_text())
+    assert list(recorded) == ["rte"] and list(recorded["rte"]) == [killed]
+    assert "worker process has died" in recorded["rte"][killed]
+
+    assert main(["resume", str(root)]) == 1
+    assert "1 trial(s) errored" in capsys.readouterr().out
+    state = experiment_state(task_dir)
+    assert {t: s["status"] for t, s in state.items()} == {
+        t: "ERROR" if t == killed else "TERMINATED" for t in seeds}
+    assert (task_dir / killed / "result.json").read_text() == results_before  # not continued
+    manifest = json.loads((root / "sweep.json").read_text())
+    run_of = runs_by_trial(manifest["tracking_uri"], manifest["parent_run_id"])[killed]
+    assert (run_of.info.status, run_of.data.tags[STATUS_TAG]) == ("FAILED", "errored")
+    assert "worker process has died" in run_of.data.tags[ERROR_TAG]
+
+    assert main(["resume", str(root), "--retry-errored"]) == 0
+    retried = experiment_state(task_dir)[killed]
+    assert (retried["status"], retried["epoch"]) == ("TERMINATED", 2)
+    run_of = runs_by_trial(manifest["tracking_uri"], manifest["parent_run_id"])[killed]
+    assert (run_of.info.status, run_of.data.tags[STATUS_TAG]) == ("FINISHED", "finished")
+    assert json.loads((root / ERRORED_FILE).read_text()) == {}
 
 
 # ----- one-line errors of run / resume ------------------------------------------------------------

@@ -9,7 +9,9 @@ from typing import Any
 import pytest
 import yaml
 
+from isobn_tune import sample_glue
 from isobn_tune.errors import UserError
+from isobn_tune.glue_data import resolve_glue_dir
 from isobn_tune.recipe import TrialConfig
 from isobn_tune.space import (
     SweepSpace,
@@ -104,7 +106,18 @@ def test_quickstart_configs_are_valid_trial_configs_for_the_offline_minilm() -> 
     configs = [TrialConfig.from_dict(c) for c in trial_configs(space, "stsb")]
     assert {c.cls_norm for c in configs} == {"none", "isobn"}
     assert (Path(configs[0].model) / "config.json").is_file()
-    assert Path(space.data.glue_dir, "STS-B", "dev.tsv").is_file()
+    assert resolve_glue_dir(space.data.glue_dir) == sample_glue.DIRECTORY
+    assert (sample_glue.DIRECTORY / "STS-B" / "dev.tsv").is_file()
+
+
+def test_the_bundled_sample_holds_only_stsb(tmp_path: Path) -> None:
+    space = with_changes(tasks=["stsb"], data={"glue_dir": sample_glue.SETTING})
+    assert load_space(write_space(tmp_path, space)).data.glue_dir == sample_glue.SETTING
+    path = write_space(tmp_path, with_changes(tasks=["stsb", "rte"], data={"glue_dir": sample_glue.SETTING}))
+    with pytest.raises(UserError) as err:
+        load_space(path)
+    assert str(err.value) == (f"{path}: data.glue_dir: the bundled sample holds only stsb, not rte "
+                              "(got 'bundled:sample')")
 
 
 def test_trial_configs_carry_every_trial_config_field(tmp_path: Path) -> None:
