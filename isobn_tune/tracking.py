@@ -35,6 +35,7 @@ from isobn_tune.aggregate import (
 )
 from isobn_tune.checkpoint_layout import ISOTROPY_FILE
 from isobn_tune.comparisons import points
+from isobn_tune.errored_trials import last_error_line
 from isobn_tune.figures import write_sweep_figures
 from isobn_tune.group_schedulers import saved_race_stops
 from isobn_tune.groups import group_key
@@ -283,7 +284,7 @@ class TrialLogger(Callback):
         record = record_from_result(trial.trial_id, trial.config, trial.last_result, errored)
         tags = [RunTag(STATUS_TAG, record.status)]
         if errored:
-            tags.append(RunTag(ERROR_TAG, redact(_last_error_line(trial))))
+            tags.append(RunTag(ERROR_TAG, redact(last_error_line(trial))))
         if record.status == "stopped":
             tags.extend(_race_tags(trial, trials))
         metrics = []
@@ -360,15 +361,6 @@ def _param_value(value: Any) -> str:
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _last_error_line(trial: Trial) -> str:
-    """The exception line of the trial's error file (its traceback's last line)."""
-    try:
-        lines = [ln for ln in Path(trial.error_file).read_text().splitlines() if ln.strip()]
-    except (OSError, TypeError):
-        return "error"
-    return lines[-1][:500] if lines else "error"
 
 
 def _now_ms() -> int:

@@ -4,6 +4,7 @@ resources Ray assigned, reporting each epoch with a checkpoint and resuming from
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from isobn_tune.recipe import TrialConfig
 from isobn_tune.training import default_device, load_checkpoint, train
 
 FAIL_AT_ENV = "ISOBN_TUNE_FAIL_AT"
+KILL_AT_ENV = "ISOBN_TUNE_KILL_AT"
 
 
 def assigned_cpus() -> int:
@@ -37,15 +39,23 @@ def placement_metrics() -> dict[str, Any]:
 
 
 def check_injected_failure(cfg: TrialConfig, epoch: int) -> None:
-    """Test hook: with ``ISOBN_TUNE_FAIL_AT=SEED@EPOCH`` set on the Ray nodes, trials of that seed
-    raise instead of reporting that epoch (and every later one), as a trial hitting a bad batch
-    would; each retry resumes from the last checkpoint and fails again at the same epoch."""
-    value = os.environ.get(FAIL_AT_ENV)
+    """Test hooks, set on the Ray nodes as ``SEED@EPOCH``: trials of that seed fail instead of
+    reporting that epoch (and every later one), on every attempt (each retry resumes from the last
+    checkpoint and fails again at the same epoch). ``ISOBN_TUNE_FAIL_AT`` raises, as a trial
+    hitting a bad batch would; ``ISOBN_TUNE_KILL_AT`` kills the trial's worker process with
+    SIGKILL, as the OOM killer or a lost node would."""
+    if _injected_at(FAIL_AT_ENV, cfg, epoch):
+        raise RuntimeError(f"injected failure at epoch {epoch} ({FAIL_AT_ENV}={os.environ[FAIL_AT_ENV]})")
+    if _injected_at(KILL_AT_ENV, cfg, epoch):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _injected_at(env: str, cfg: TrialConfig, epoch: int) -> bool:
+    value = os.environ.get(env)
     if not value:
-        return
+        return False
     seed, fail_epoch = map(int, value.split("@"))
-    if cfg.seed == seed and epoch >= fail_epoch:
-        raise RuntimeError(f"injected failure at epoch {epoch} ({FAIL_AT_ENV}={value})")
+    return cfg.seed == seed and epoch >= fail_epoch
 
 
 def fine_tune_trial(config: dict[str, Any], data: TaskData) -> None:
