@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from isobn_tune.errors import UserError
-from isobn_tune.redaction import redact_uri
+from isobn_tune.redaction import redact_uri, without_userinfo
 from isobn_tune.sweep_dir import SweepDir, read_manifest, sweep_tracking_uri
 
 REMOTE_SCHEMES = ("http", "https", "databricks")
@@ -73,8 +73,8 @@ def browse(sweep: str | None, *, tracking_uri: str | None = None, port: int | No
     """Print the parent run's address; for a local store serve it until Ctrl-C."""
     target = target_of(sweep, tracking_uri)
     scheme = target.tracking_uri.split(":", 1)[0].split("+")[0]
-    if scheme in REMOTE_SCHEMES:
-        print(run_page(target.tracking_uri, target.tracking_uri, target.run_id))
+    if scheme in REMOTE_SCHEMES:  # the address a browser opens (it asks for a login itself)
+        print(run_page(without_userinfo(target.tracking_uri), target.tracking_uri, target.run_id))
         return 0
     port = port or free_port()
     log = target.log_dir / UI_LOG

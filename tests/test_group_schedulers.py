@@ -297,7 +297,10 @@ def grid_point_trainable(config: dict) -> None:
                         checkpoint=tune.Checkpoint.from_directory(folder))
 
 
-@pytest.mark.parametrize("scheduler_type", ["asha_by_config", "median_by_config"])
+# Both group schedulers share the pausing machinery under test; the median rule's run is slow-only.
+@pytest.mark.parametrize(
+    "scheduler_type", ["asha_by_config", pytest.param("median_by_config", marks=pytest.mark.slow)]
+)
 def test_with_concurrency_equal_to_the_seeds_every_group_decision_sees_all_seeds(
     tmp_path: Path, scheduler_type: str
 ) -> None:
@@ -410,6 +413,7 @@ def test_race_never_stops_a_configuration_tied_with_the_incumbent(race_run) -> N
     assert set(stops) == {variant_group("worse")}
 
 
+@pytest.mark.slow  # the shared restore machinery is covered by default (test_restore_mid_run_...)
 def test_race_restored_mid_run_decides_like_an_uninterrupted_run(tmp_path, race_run) -> None:
     flag = tmp_path / "interrupt"
     flag.touch()

@@ -176,3 +176,16 @@ def test_resume_with_the_credential_in_the_environment(sweep: ServerSweep, monke
     assert outcome.parent_run_id == sweep.parent.info.run_id
     assert sorted(r.status for r in outcome.records) == ["finished", "finished"]
     assert sweep.client.get_run(outcome.parent_run_id).info.status == "FINISHED"
+
+
+def test_ui_of_a_sweep_on_a_server_prints_its_parent_runs_address_without_the_credential(
+    sweep: ServerSweep, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "alice")
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", URI_PASSWORD)
+    uri_with_password = sweep.url.replace("http://", f"http://alice:{URI_PASSWORD}@")
+    for args in ([], ["--tracking-uri", uri_with_password]):  # the server is the UI: nothing started
+        assert cli_main(["ui", str(sweep.sweep_dir), *args]) == 0
+        run = sweep.parent.info
+        assert capsys.readouterr().out == f"{sweep.url}/#/experiments/{run.experiment_id}/runs/{run.run_id}\n"

@@ -2,8 +2,9 @@
 (``GLUE_DIR`` unset) and no network; its console in a pipe; its log; ``isobn-tune ui`` on it; and
 what the MLflow UI then shows in headless Chromium.
 
-The default run keeps the quickstart's shape (6 trials, 2 epochs, ASHA, the bundled rows) on fewer
-rows so it takes about a minute; the ``slow`` test runs the quickstart exactly as the README says.
+The default run keeps the quickstart's shape (6 trials, 2 epochs, ASHA, the bundled rows, the real
+MiniLM tokenizer) with the tiny random-init encoder of the other end-to-end tests on fewer rows, so
+it takes about half a minute; the ``slow`` test runs the quickstart exactly as the README says.
 """
 
 from __future__ import annotations
@@ -34,7 +35,10 @@ from isobn_tune.runner import run_sweep
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 QUICKSTART = "search_spaces/quickstart.yaml"
-SHORTER = ("data.max_train_examples=96", "data.max_dev_examples=96")
+SHORTER = (
+    "data.max_train_examples=64", "data.max_dev_examples=64", "data.max_seq_length=32",
+    "model.random_init=true", f"model.overrides={json.dumps(TINY_MODEL['overrides'])}",
+)
 MAX_CONSOLE_LINES = 25
 NOISE = ("Checkpoint successfully created", "Loading weights", "tensorboard", "Token authentication",
          "Creating initial MLflow database", "Traceback", "Configuration for experiment")

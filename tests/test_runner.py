@@ -301,7 +301,7 @@ def expected_lr(peak: float, epoch: int, max_epochs: int, n_train: int, batch_si
 def test_pbt_exploits_and_the_schedule_follows_the_new_lr(
     ray_session: Any, write_space: Callable[..., Path], tmp_path: Path
 ) -> None:
-    max_epochs = 4
+    max_epochs = 3
     space_file = write_space(
         tasks=["stsb"],  # a correlation: the tiny model's dev scores differ, so PBT has a ranking
         grid={"cls_norm": ["none", "isobn"], "lr": [1e-3], "batch_size": [16], "seeds": [1, 2]},
