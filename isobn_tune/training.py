@@ -23,7 +23,7 @@ import torch
 from transformers import get_linear_schedule_with_warmup
 
 from isobn_tune.batches import TaskData, TokenizedSplit, iter_batches, train_batches
-from isobn_tune.checkpoint_layout import CHECKPOINT_FILE, ISOTROPY_FILE
+from isobn_tune.checkpoint_layout import BEST_MODEL_FILE, CHECKPOINT_FILE, ISOTROPY_FILE
 from isobn_tune.isotropy import IsotropyStats, isotropy_stats, save_stats
 from isobn_tune.metrics import OBJECTIVE, compute_metrics, selection_value
 from isobn_tune.model import ClsNormClassifier, build_model
@@ -39,6 +39,8 @@ class TrialResult:
     best_epoch: int
     history: list[dict[str, Any]] = field(default_factory=list)
     stopped_early: bool = False
+    # The best epoch's model state dict on the CPU: checkpoints keep only the newest epochs.
+    best_model: dict[str, torch.Tensor] | None = None
 
 
 def seed_everything(seed: int) -> None:
@@ -164,7 +166,8 @@ def train(
     """Fine-tune one configuration; ``report(metrics, checkpoint_dir)`` is called after each epoch.
 
     The checkpoint directory handed to ``report`` (when ``save_checkpoints``) holds model,
-    optimizer, scheduler, IsoBN buffers, epoch, RNG state and the best metric so far; it is
+    optimizer, scheduler, IsoBN buffers, epoch, RNG state, the best metric so far and the best
+    epoch's model (``result.best_model``, for export: older checkpoints get deleted); it is
     deleted after ``report`` returns, so the hook must copy it (Tune's ``report`` does).
     """
     device = device or default_device()
@@ -192,7 +195,8 @@ def train(
         torch.set_rng_state(state["rng_cpu"])
         if device.type == "cuda" and state.get("rng_cuda") is not None:
             torch.cuda.set_rng_state(state["rng_cuda"])
-        result = TrialResult(state["best_objective"], state["best_epoch"], state["history"])
+        result = TrialResult(state["best_objective"], state["best_epoch"], state["history"],
+                             best_model=state["best_model"])
         start_epoch = state["epoch"] + 1
         # A scheduler can pause a trial right after it reported the epoch that ended its patience,
         # before the loop saw it: resumed from that checkpoint, it is already done.
@@ -222,6 +226,7 @@ def train(
         improved = metrics[OBJECTIVE] > result.best_objective
         if improved:
             result.best_objective, result.best_epoch = metrics[OBJECTIVE], epoch
+            result.best_model = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
         metrics.update(
             epoch=epoch,
             train_loss=train_loss,
@@ -248,10 +253,10 @@ def train(
     return result
 
 
-
 def load_checkpoint(path: Path, device: torch.device | None = None) -> dict[str, Any]:
     """The state saved by :func:`train` in a checkpoint directory, for ``resume_state``."""
-    return torch.load(Path(path) / CHECKPOINT_FILE, map_location=device or "cpu", weights_only=False)
+    state = torch.load(Path(path) / CHECKPOINT_FILE, map_location=device or "cpu", weights_only=False)
+    return state | {"best_model": torch.load(Path(path) / BEST_MODEL_FILE, map_location="cpu")}
 
 
 def _save_checkpoint(
@@ -279,4 +284,5 @@ def _save_checkpoint(
         "iso_before_corr": iso_before.corr,
     }
     torch.save(state, path / CHECKPOINT_FILE)
+    torch.save(result.best_model, path / BEST_MODEL_FILE)
     save_stats(path / ISOTROPY_FILE, iso_before, iso_now)

@@ -9,7 +9,7 @@ import torch
 from torch.optim.optimizer import register_optimizer_step_pre_hook
 
 from isobn_tune.batches import TaskData
-from isobn_tune.checkpoint_layout import CHECKPOINT_FILE, ISOTROPY_FILE
+from isobn_tune.checkpoint_layout import BEST_MODEL_FILE, CHECKPOINT_FILE, ISOTROPY_FILE
 from isobn_tune.features import default_cache_dir, tokenize_task
 from isobn_tune.glue_data import DataSource
 from isobn_tune.metrics import compute_metrics
@@ -142,8 +142,9 @@ def test_checkpoint_holds_the_full_trainer_state(rte):
     train(tiny_config(), rte, report=report, device=CPU)
     state = captured["state"]
     steps = 4  # 64 examples in batches of 16
-    assert captured["files"] == sorted([CHECKPOINT_FILE, ISOTROPY_FILE])
+    assert captured["files"] == sorted([BEST_MODEL_FILE, CHECKPOINT_FILE, ISOTROPY_FILE])
     assert (state["epoch"], state["best_epoch"]) == (1, 1)
+    assert all(torch.equal(state["best_model"][k], v) for k, v in state["model"].items())
     assert state["best_objective"] == captured["metrics"]["objective"]
     assert state["model"]["cls_norm.running_cov"].shape == (32, 32)
     assert state["model"]["cls_norm.running_std"].shape == (32,)
@@ -151,6 +152,26 @@ def test_checkpoint_holds_the_full_trainer_state(rte):
     assert state["scheduler"]["last_epoch"] == steps
     assert all(s["step"] == steps for s in state["optimizer"]["state"].values())
     assert torch.equal(state["rng_cpu"], captured["rng"])
+
+
+def test_every_checkpoint_and_the_result_keep_the_best_epochs_model(rte):
+    """Tune keeps only the newest checkpoints: each carries the best epoch's weights and IsoBN
+    statistics, whichever epoch that was."""
+    models, best_models, best_epochs = {}, {}, {}
+
+    def report(metrics: dict[str, Any], checkpoint: Path | None) -> None:
+        state = load_checkpoint(checkpoint)
+        models[state["epoch"]], best_models[state["epoch"]] = state["model"], state["best_model"]
+        best_epochs[state["epoch"]] = state["best_epoch"]
+
+    result = train(tiny_config(max_epochs=3, lr=3e-3), rte, report=report, device=CPU)
+    for epoch, best_epoch in best_epochs.items():
+        assert _equal(best_models[epoch], models[best_epoch])
+    assert _equal(result.best_model, models[result.best_epoch])
+
+
+def _equal(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_checkpoint_directory_is_removed_after_report(rte):
