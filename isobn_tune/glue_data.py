@@ -7,6 +7,7 @@ only) and ``label`` (the hub's class ids, or the float score for STS-B).
 from __future__ import annotations
 
 import csv
+import itertools
 import logging
 import os
 from collections.abc import Iterator
@@ -49,7 +50,8 @@ class _TsvLayout:
 
     Columns are header names, or positions when the file has no header (then
     ``headerless_fields`` gives the field count). ``label_values`` lists the label strings in
-    class-id order; None means a float score.
+    class-id order; None means a float score. ``test_text_columns``: the text columns' names in
+    the test file when they differ (CoLA's test file has a header, its train and dev files none).
     """
 
     text_columns: tuple[str | int, ...]
@@ -57,13 +59,14 @@ class _TsvLayout:
     label_values: tuple[str, ...] | None
     headerless_fields: int | None = None
     skip_malformed: bool = False
+    test_text_columns: tuple[str, ...] | None = None
 
 
 _BINARY = ("0", "1")
 _NLI2 = ("entailment", "not_entailment")
 
 _LAYOUTS: dict[str, _TsvLayout] = {
-    "cola": _TsvLayout((3,), 1, _BINARY, headerless_fields=4),
+    "cola": _TsvLayout((3,), 1, _BINARY, headerless_fields=4, test_text_columns=("sentence",)),
     "sst2": _TsvLayout(("sentence",), "label", _BINARY),
     "mrpc": _TsvLayout(("#1 String", "#2 String"), "Quality", _BINARY),
     # The original QQP train file has a few rows with missing fields; GLUE's scripts skip them.
@@ -73,6 +76,8 @@ _LAYOUTS: dict[str, _TsvLayout] = {
     "qnli": _TsvLayout(("question", "sentence"), "label", _NLI2),
     "rte": _TsvLayout(("sentence1", "sentence2"), "label", _NLI2),
 }
+
+INDEX_COLUMNS = ("index", "id")  # the example ids of GLUE's test files (QQP's: id)
 
 _HUB_SPLITS = {
     "train": "train",
@@ -85,6 +90,60 @@ _HUB_SPLITS = {
 def text_columns(task: TaskSpec) -> tuple[str, ...]:
     """Our text column names for a task: ``text_a``, plus ``text_b`` for pair tasks."""
     return TEXT_COLUMNS[: len(task.text_columns)]
+
+
+def label_names(task: TaskSpec) -> tuple[str, ...] | None:
+    """The task's labels as GLUE's files (and its submissions) spell them, in class-id order;
+    None for a score (STS-B)."""
+    return _LAYOUTS[task.name].label_values
+
+
+@dataclass(frozen=True)
+class Examples:
+    """Examples to predict: their ids and their texts, column by column (``text_a[, text_b]``)."""
+
+    ids: list[str]
+    texts: list[list[str]]
+
+
+def read_examples(task: TaskSpec, path: Path) -> Examples:
+    """The examples of a TSV file of ``task`` in any GLUE layout: a test file (no label column)
+    or a train or dev file. Ids come from the file's index column, else are the row numbers
+    from 0."""
+    layout = _LAYOUTS[task.name]
+    if not path.is_file():
+        raise UserError(f"input file {path} does not exist")
+    with path.open(encoding="utf-8-sig", newline="") as f:
+        reader = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
+        first = next(reader, None)
+        if first is None:
+            raise UserError(f"{path} is empty; expected a {task.name} file in GLUE's layout")
+        names = layout.test_text_columns or layout.text_columns
+        if set(names) <= set(first):  # a header row
+            width, positions = len(first), [first.index(str(c)) for c in names]
+            id_pos = next((first.index(c) for c in INDEX_COLUMNS if c in first), None)
+            rows: Iterator[list[str]] = reader
+        elif layout.headerless_fields is not None:
+            width, positions, id_pos = layout.headerless_fields, [int(c) for c in layout.text_columns], None
+            rows = itertools.chain([first], reader)
+        else:
+            missing = [c for c in names if c not in first]
+            raise UserError(f"{path} line 1: header {first} lacks column(s) {missing}")
+        examples = Examples([], [[] for _ in positions])
+        skipped = 0
+        for row in rows:
+            if len(row) != width:
+                if layout.skip_malformed:
+                    skipped += 1
+                    continue
+                raise UserError(f"{path} line {reader.line_num}: expected {width} tab-separated fields, "
+                                f"found {len(row)}")
+            examples.ids.append(row[id_pos] if id_pos is not None else str(len(examples.ids) + skipped))
+            for column, pos in zip(examples.texts, positions, strict=True):
+                column.append(row[pos])
+    if skipped:
+        logger.warning("skipped %d malformed row(s) of %s", skipped, path)
+    return examples
 
 
 def _check_split(task: TaskSpec, split: str) -> None:

@@ -6,7 +6,15 @@ import numpy as np
 import pytest
 
 from isobn_tune.errors import UserError
-from isobn_tune.glue_data import DataSource, hub_split_name, load_split, resolve_glue_dir, subsample
+from isobn_tune.glue_data import (
+    DataSource,
+    hub_split_name,
+    label_names,
+    load_split,
+    read_examples,
+    resolve_glue_dir,
+    subsample,
+)
 from isobn_tune.tasks import get_task
 
 README_ROWS = [
@@ -212,3 +220,57 @@ def test_subsample_is_deterministic_subset_in_order(glue_dir):
 def test_subsample_keeps_everything_when_unlimited(glue_dir):
     ds = load_split(get_task("rte"), "dev", DataSource(glue_dir))
     assert subsample(ds, None) is ds and subsample(ds, 10_000) is ds
+
+
+# GLUE's test files: an index column, the texts, no label (CoLA's has a header, unlike its train and dev).
+TEST_FILES = {
+    "cola": (["index\tsentence", "0\tBill whistled past the house."], [["Bill whistled past the house."]]),
+    "sst2": (["index\tsentence", "0\tit 's a charming journey ."], [["it 's a charming journey ."]]),
+    "mrpc": (["index\t#1 ID\t#2 ID\t#1 String\t#2 String", "0\t1089874\t1089925\tA b .\tC d ."],
+             [["A b ."], ["C d ."]]),
+    "qqp": (["id\tquestion1\tquestion2", "0\tWhy?\tHow?"], [["Why?"], ["How?"]]),
+    "stsb": (["index\tgenre\tfilename\tyear\told_index\tsource1\tsource2\tsentence1\tsentence2",
+              "0\tmain-news\theadlines\t2016\t0001\tnone\tnone\tA b.\tC d."], [["A b."], ["C d."]]),
+    "mnli": ([MNLI_HEADER.rsplit("\t", 2)[0], "0\t31\t31e\tfiction\t(a)\t(b)\t(A)\t(B)\tA b.\tC d."],
+             [["A b."], ["C d."]]),
+    "qnli": (["index\tquestion\tsentence", "0\tWho?\tHe did."], [["Who?"], ["He did."]]),
+    "rte": (["index\tsentence1\tsentence2", "0\tA b.\tC d."], [["A b."], ["C d."]]),
+}
+
+
+@pytest.mark.parametrize("task", sorted(TEST_FILES))
+def test_every_tasks_test_file_layout_is_read_without_labels(tmp_path, task):
+    lines, texts = TEST_FILES[task]
+    path = tmp_path / "test.tsv"
+    path.write_text("\n".join([lines[0], lines[1], "7" + lines[1][1:]]) + "\n")
+    examples = read_examples(get_task(task), path)
+    assert examples.ids == ["0", "7"]
+    assert examples.texts == [column * 2 for column in texts]
+
+
+@pytest.mark.parametrize(("task", "split"),
+                         [("cola", "dev"), ("mrpc", "dev"), ("stsb", "dev"), ("rte", "train")])
+def test_labelled_files_are_read_as_prediction_inputs_too(glue_dir, task, split):
+    path = glue_dir / get_task(task).glue_dir_name / f"{split}.tsv"
+    examples = read_examples(get_task(task), path)
+    labelled = load_split(get_task(task), split, DataSource(glue_dir))
+    assert examples.texts[0] == labelled["text_a"]
+    assert len(examples.ids) == len(labelled) and len(set(examples.ids)) == len(labelled)
+
+
+def test_prediction_input_problems_are_user_errors(tmp_path):
+    with pytest.raises(UserError, match=r"input file .*missing.tsv does not exist"):
+        read_examples(get_task("rte"), tmp_path / "missing.tsv")
+    (tmp_path / "short.tsv").write_text("index\tsentence1\tsentence2\n0\tonly one\n")
+    with pytest.raises(UserError, match=r"short.tsv line 2: expected 3 tab-separated fields, found 2"):
+        read_examples(get_task("rte"), tmp_path / "short.tsv")
+    (tmp_path / "other.tsv").write_text("index\tsentence\n0\ta\n")
+    with pytest.raises(UserError, match=r"other.tsv line 1: header .* lacks .*\['sentence1', 'sentence2'\]"):
+        read_examples(get_task("rte"), tmp_path / "other.tsv")
+
+
+def test_label_names_are_glues_in_class_id_order():
+    assert label_names(get_task("mnli")) == ("entailment", "neutral", "contradiction")
+    assert label_names(get_task("rte")) == ("entailment", "not_entailment")
+    assert label_names(get_task("cola")) == ("0", "1")
+    assert label_names(get_task("stsb")) is None
