@@ -54,12 +54,12 @@ class ProgressLine(Callback):
         console.status(self.line(trials))
 
     def on_experiment_end(self, trials: list[Trial], **info: Any) -> None:
-        console.status(self.line(trials), final=True)
+        console.status(self.line(trials, with_eta=False), final=True)
 
-    def line(self, trials: list[Trial]) -> str:
+    def line(self, trials: list[Trial], *, with_eta: bool = True) -> str:
         text = format_progress(self.label, trials, time.monotonic() - self._start, total=self.total,
                                latest=self._latest)
-        eta = self.eta_s(trials)
+        eta = self.eta_s(trials) if with_eta else None
         return text if eta is None else f"{text} | ETA {format_duration(eta)}"
 
     def eta_s(self, trials: list[Trial]) -> float | None:

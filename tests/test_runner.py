@@ -257,11 +257,14 @@ def test_progress_line_in_a_pipe_is_a_new_line_at_first_then_throttled_and_at_th
     progress.on_trial_complete(0, trials, trials[0])
     progress.on_experiment_end(trials)
     lines = [line[12:] for line in capsys.readouterr().out.splitlines()]
-    # Epochs left: a_00001 3, the trial not created yet 4; 10 s each, two at a time: 35 s.
+    # Epochs left at the first line: a_00000 3, a_00001 4, the trial not created yet 4: 55 s.
     assert lines == [
         "2 running, 0 finished, 0 errored, 0 paused, 1 pending of 3 | best 0.5000 (a_00000) | ETA 55s",
-        "1 running, 1 finished, 0 errored, 0 paused, 1 pending of 3 | best 0.6000 (a_00001) | ETA 35s",
+        "1 running, 1 finished, 0 errored, 0 paused, 1 pending of 3 | best 0.6000 (a_00001)",  # the end
     ]
+    # Epochs left after the end line's state: a_00001 3, the trial not created yet 4; 10 s each, two
+    # at a time.
+    assert progress.eta_s(trials) == 35.0
 
 
 def test_progress_line_on_a_terminal_is_redrawn_in_place(monkeypatch: pytest.MonkeyPatch) -> None:
