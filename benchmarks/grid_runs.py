@@ -235,11 +235,11 @@ def spec_from_args(args: argparse.Namespace) -> GridSpec:
     )
 
 
-def run_or_reuse(spec: GridSpec, out: Path) -> dict[str, SweepRun]:
-    """The sweeps of ``spec``: the ones cached in ``out``, the others run now (one local Ray
+def run_or_reuse(spec: GridSpec, out: Path, sweeps: tuple[str, ...] = SWEEPS) -> dict[str, SweepRun]:
+    """The ``sweeps`` of ``spec``: the ones cached in ``out``, the others run now (one local Ray
     instance for all of them) and added to the cache."""
     cache = _read_cache(spec, out)
-    missing = [sweep for sweep in SWEEPS if sweep not in cache["sweeps"]]
+    missing = [sweep for sweep in sweeps if sweep not in cache["sweeps"]]
     if missing:
         ray.init(include_dashboard=False, logging_level="WARNING")
         try:
@@ -248,7 +248,7 @@ def run_or_reuse(spec: GridSpec, out: Path) -> dict[str, SweepRun]:
                 (out / CACHE).write_text(json.dumps(cache, indent=2))
         finally:
             ray.shutdown()
-    return {sweep: SweepRun(**cache["sweeps"][sweep]) for sweep in SWEEPS}
+    return {sweep: SweepRun(**cache["sweeps"][sweep]) for sweep in sweeps}
 
 
 def _read_cache(spec: GridSpec, out: Path) -> dict[str, Any]:
