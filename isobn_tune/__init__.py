@@ -4,7 +4,9 @@ Data flow: space file (:mod:`.space`: schema, loading, expansion) -> validated t
 (:mod:`.recipe`, normalisers in :mod:`.cls_norm`) -> Tune's param space, scheduler and searcher
 (:mod:`.search`) -> Tune trainable (:mod:`.trainable` around :mod:`.training`) -> metrics and
 checkpoints -> MLflow (:mod:`.tracking`, names in :mod:`.mlflow_names`, reads in
-:mod:`.mlflow_runs`, seed statistics in :mod:`.aggregate`).
+:mod:`.mlflow_runs`, seed statistics in :mod:`.aggregate`) -> a trial's best-epoch model as a
+directory (:mod:`.export`, :mod:`.classifier_io`'s ``load_classifier``, :mod:`.predict`) and an
+MLflow model (:mod:`.mlflow_model`).
 """
 
 from typing import Any
@@ -14,14 +16,18 @@ from isobn_tune.errors import UserError
 from isobn_tune.recipe import TrialConfig
 from isobn_tune.tasks import TASKS, get_task
 
-__all__ = ["IsoBN", "TASKS", "TrialConfig", "UserError", "build_cls_norm", "get_task"]
+__all__ = ["IsoBN", "TASKS", "TrialConfig", "UserError", "build_cls_norm", "get_task", "load_classifier"]
 
 
 def __getattr__(name: str) -> Any:
-    """``IsoBN`` on first use: it imports torch, which the CLI's input
+    """``IsoBN`` and ``load_classifier`` on first use: they import torch, which the CLI's input
     checks (``isobn-tune run`` with a bad file fails in about a second) do not need."""
     if name == "IsoBN":
         from isobn_tune.isobn import IsoBN
 
         return IsoBN
+    if name == "load_classifier":
+        from isobn_tune.classifier_io import load_classifier
+
+        return load_classifier
     raise AttributeError(f"module 'isobn_tune' has no attribute {name!r}")

@@ -1,4 +1,4 @@
-"""``isobn-tune``: train one trial, validate/show a space file, run/resume a sweep, report or browse it.
+"""``isobn-tune``: train one trial, check a space file, run/resume/report/browse a sweep, export, predict.
 
 ``train``'s flags are generated from the trial config and data models (their defaults, bounds and
 help), and ``run``/``show``/``validate`` take ``dotted.key=value`` overrides of the space file.
@@ -57,6 +57,8 @@ def _parser() -> argparse.ArgumentParser:
     _add_field_flags(train, DataSection, "data")
     train.add_argument("--threads", type=int, default=None,
                        help="torch CPU threads (default: torch's choice)")
+    train.add_argument("--output-dir", type=Path, default=None,
+                       help="save the best epoch's model here, as `isobn-tune export` does (a new directory)")
     train.set_defaults(func=_train)
 
     overrides_help = "space-file settings to override, e.g. recipe.max_epochs=3 grid.seeds=[1,2]"
@@ -101,6 +103,27 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--compare", nargs=2, metavar=("A", "B"),
                         help="also compare two configurations seed by seed (labels as --groups lists them)")
     report.set_defaults(func=_report)
+
+    export = sub.add_parser("export", help="a trial's best-epoch model as a directory that "
+                                           "`isobn_tune.load_classifier` and `predict` load, also logged "
+                                           "as an MLflow model on the sweep's parent run")
+    export.add_argument("dir", help="a sweep directory")
+    export.add_argument("--task", required=True, help="the task whose trial to export")
+    export.add_argument("--trial", help="trial id (default: the best seed of the best configuration "
+                                        "by seed median)")
+    export.add_argument("--to", required=True, type=Path, help="a new directory for the model")
+    export.add_argument("--register", metavar="NAME",
+                        help="also register it as a new version of NAME in MLflow's model registry")
+    export.add_argument("--tracking-uri", help="MLflow tracking URI with its credential (default: the "
+                                               "sweep's)")
+    export.set_defaults(func=_export)
+
+    predict = sub.add_parser("predict", help="predict a task's TSV file (GLUE test, dev or train layout) "
+                                             "into a GLUE submission file")
+    predict.add_argument("model", type=Path, help="a directory `export` or `train --output-dir` wrote")
+    predict.add_argument("--input", required=True, type=Path, help="the TSV file to predict")
+    predict.add_argument("--out", required=True, type=Path, help="the submission file to write")
+    predict.set_defaults(func=_predict)
 
     ui = sub.add_parser("ui", help="open a sweep in MLflow's UI: serves a local store on 127.0.0.1 "
                                    "until Ctrl-C and prints the parent run's address")
@@ -173,6 +196,10 @@ def _validated(model: type[BaseModel], values: dict[str, Any]) -> Any:
 # ----- commands ----------------------------------------------------------------------------------
 def _train(args: argparse.Namespace) -> int:
     task, cfg, data_section, source = _checked_train_inputs(args)
+    if args.output_dir is not None:
+        from isobn_tune.classifier_io import check_output_dir
+
+        check_output_dir(args.output_dir)
 
     import torch
 
@@ -198,6 +225,13 @@ def _train(args: argparse.Namespace) -> int:
     best = result.history[result.best_epoch - 1]
     print(f"best epoch {result.best_epoch}: " + " ".join(
         f"{k}={v:.4f}" for k, v in best.items() if k.startswith("dev_")))
+    if args.output_dir is not None:
+        from isobn_tune.classifier_io import save_classifier
+        from isobn_tune.mlflow_names import BEST_DEV_METRIC
+
+        save_classifier(args.output_dir, result.best_model, tokenizer, cfg, data_section.max_seq_length,
+                        origin={"best_epoch": result.best_epoch, BEST_DEV_METRIC: result.best_objective})
+        print(f"saved the best epoch's model to {args.output_dir}")
     return 0
 
 
@@ -265,6 +299,29 @@ def _report(args: argparse.Namespace) -> int:
 
     print_report(args.target, tracking_uri=args.tracking_uri, groups=args.groups, fmt=args.fmt,
                  compare=args.compare)
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from isobn_tune.aggregate import short_label
+    from isobn_tune.export import export_trial
+
+    exported = export_trial(args.dir, args.task, args.to, trial_id=args.trial, register=args.register,
+                            tracking_uri=args.tracking_uri)
+    record = exported.record
+    print(f"exported trial {record.trial_id} ({short_label(record.config)}, seed {record.config.seed}, "
+          f"best dev {record.best_objective:.4f}) to {args.to}")
+    version = exported.registered_version
+    registered = f", registered as {args.register} version {version}" if args.register else ""
+    print(f"MLflow model {exported.model_uri}{registered}")
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from isobn_tune.predict import predict_file
+
+    count = predict_file(args.model, args.input, args.out)
+    print(f"{count} predictions written to {args.out}")
     return 0
 
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import datasets
@@ -87,24 +89,12 @@ def _tokenize_split(
 ) -> TokenizedSplit:
     key = _cache_key(task, split, tokenizer, max_seq_length, source, max_examples)
     columns = list(text_columns(task))
-    has_segments = "token_type_ids" in tokenizer.model_input_names
     features = {"input_ids": datasets.List(datasets.Value("int32"))}
-    if has_segments:
+    if _has_segments(tokenizer):
         features["token_type_ids"] = datasets.List(datasets.Value("int8"))
-
-    def encode(batch: dict[str, list]) -> dict[str, list]:
-        encoded = tokenizer(
-            *(batch[c] for c in columns),
-            truncation=True,
-            max_length=max_seq_length,
-            return_attention_mask=False,
-            return_token_type_ids=has_segments,
-        )
-        return {name: encoded[name] for name in features}
-
     cache_dir.mkdir(parents=True, exist_ok=True)
     tokenized = raw.map(
-        encode,
+        lambda batch: encode(tokenizer, [batch[c] for c in columns], max_seq_length),
         batched=True,
         remove_columns=columns,
         features=datasets.Features({**features, "label": raw.features["label"]}),
@@ -117,10 +107,47 @@ def _tokenize_split(
     return TokenizedSplit(
         input_ids=input_ids,
         offsets=offsets,
-        token_type_ids=_flatten(table.column("token_type_ids"))[0] if has_segments else None,
+        token_type_ids=_flatten(table.column("token_type_ids"))[0] if "token_type_ids" in features else None,
         labels=table.column("label").to_numpy().copy(),
         pad_token_id=tokenizer.pad_token_id,
     )
+
+
+def encode(
+    tokenizer: PreTrainedTokenizerBase, texts: Sequence[Sequence[str]], max_seq_length: int
+) -> dict[str, list[list[int]]]:
+    """Token ids, and segment ids when the tokenizer has them, of examples given column by column
+    (``[text_a]`` or ``[text_a, text_b]``): how training and predictions tokenise alike."""
+    encoded = tokenizer(
+        *texts,
+        truncation=True,
+        max_length=max_seq_length,
+        return_attention_mask=False,
+        return_token_type_ids=_has_segments(tokenizer),
+    )
+    names = ("input_ids", "token_type_ids") if _has_segments(tokenizer) else ("input_ids",)
+    return {name: encoded[name] for name in names}
+
+
+def encode_split(
+    tokenizer: PreTrainedTokenizerBase, texts: Sequence[Sequence[str]], max_seq_length: int
+) -> TokenizedSplit:
+    """Unlabelled examples (column by column) as a split, for predictions; labels are zeros."""
+    encoded = encode(tokenizer, texts, max_seq_length)
+    lengths = [len(ids) for ids in encoded["input_ids"]]
+    segments = encoded.get("token_type_ids")
+    return TokenizedSplit(
+        input_ids=np.fromiter(itertools.chain.from_iterable(encoded["input_ids"]), np.int32, sum(lengths)),
+        offsets=np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)]),
+        token_type_ids=None if segments is None
+        else np.fromiter(itertools.chain.from_iterable(segments), np.int8, sum(lengths)),
+        labels=np.zeros(len(lengths), dtype=np.int64),
+        pad_token_id=tokenizer.pad_token_id,
+    )
+
+
+def _has_segments(tokenizer: PreTrainedTokenizerBase) -> bool:
+    return "token_type_ids" in tokenizer.model_input_names
 
 
 def _flatten(column: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:

@@ -78,3 +78,12 @@ def race_artifact(task: str) -> str:
 
 def trial_configs_artifact(task: str) -> str:
     return f"trial_configs/{task}.json"
+
+
+# The MLflow model `isobn-tune export` logs on the parent run (the classifier directory as a pyfunc).
+CLASSIFIER_ARTIFACT = "classifier"  # the pyfunc's artifact key: the classifier directory
+
+
+def model_name(task: str) -> str:
+    """The name of the MLflow model exported from ``task``'s sweep."""
+    return f"{task}-classifier"

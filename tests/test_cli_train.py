@@ -8,9 +8,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from isobn_tune import load_classifier
 from isobn_tune.cli import main
+from isobn_tune.glue_data import DataSource, load_split, subsample
+from isobn_tune.tasks import get_task
 
 SCRIPT = str(Path(sys.executable).with_name("isobn-tune"))
 TINY_RUN = ["--max-train-examples", "32", "--max-dev-examples", "32", "--max-seq-length", "32",
@@ -52,14 +56,20 @@ def run_script(args: list[str]) -> tuple[subprocess.CompletedProcess, float]:
     return proc, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
-def test_tiny_real_run_prints_epoch_lines_and_final_metrics(glue_dir):
-    proc, _ = run_script(train_args(glue_dir))
+def test_tiny_real_run_prints_epoch_lines_and_final_metrics_and_saves_the_best_model(glue_dir, tmp_path):
+    proc, _ = run_script(train_args(glue_dir, "--output-dir", str(tmp_path / "model")))
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     assert lines[0] == "rte: 32 train, 32 dev; isobn on minilm"
     assert re.fullmatch(r"epoch 1/1: train_loss=\d+\.\d{4} dev_accuracy=\d\.\d{4} \(\d+\.\d ex/s\)", lines[1])
     assert re.fullmatch(r"best epoch 1: dev_accuracy=\d\.\d{4}", lines[2])
     assert lines[1].split()[3] == lines[2].split()[3]
+    assert lines[3] == f"saved the best epoch's model to {tmp_path / 'model'}"
+    # The saved model scores the dev rows as training did.
+    dev = subsample(load_split(get_task("rte"), "dev", DataSource(glue_dir)), 32)
+    classifier = load_classifier(tmp_path / "model")
+    accuracy = np.mean(classifier.predict(dev["text_a"], dev["text_b"]) == np.asarray(dev["label"]))
+    assert f"dev_accuracy={accuracy:.4f}" == lines[2].split()[3]
 
 
 @pytest.mark.parametrize("case", ["unknown task", "missing model path", "malformed row"])

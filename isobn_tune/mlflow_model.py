@@ -1,0 +1,83 @@
+"""A classifier directory as an MLflow model on a sweep's parent run: a pyfunc whose predict
+takes sentences or sentence pairs (a DataFrame with ``text_a[, text_b]``) and returns labels as
+GLUE spells them, or scores for STS-B; optionally registered in MLflow's model registry."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import mlflow.pyfunc
+import pandas as pd
+from mlflow.models import ModelSignature
+from mlflow.models.model import ModelInfo
+from mlflow.tracking import MlflowClient
+from mlflow.types import ColSpec, Schema
+
+from isobn_tune.classifier_io import Classifier, load_classifier, read_config
+from isobn_tune.errors import UserError
+from isobn_tune.glue_data import text_columns
+from isobn_tune.mlflow_names import CLASSIFIER_ARTIFACT, TASK_TAG, TRIAL_TAG, model_name
+from isobn_tune.sweep_dir import URI_ENV
+from isobn_tune.tasks import get_task
+
+
+class ClassifierModel(mlflow.pyfunc.PythonModel):
+    """The pyfunc around :class:`~isobn_tune.classifier_io.Classifier`."""
+
+    classifier: Classifier
+
+    def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
+        self.classifier = load_classifier(context.artifacts[CLASSIFIER_ARTIFACT])
+
+    def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> list:
+        frame = pd.DataFrame(model_input)
+        columns = text_columns(self.classifier.task)
+        missing = [c for c in columns if c not in frame.columns]
+        if missing:
+            raise UserError(f"{self.classifier.task.name} needs columns {list(columns)}; missing {missing}")
+        predictions = self.classifier.predict(*(frame[c].astype(str).tolist() for c in columns))
+        return self.classifier.readable(predictions)
+
+
+def log_classifier(
+    tracking_uri: str, parent_run_id: str, directory: Path, *, trial_id: str, register: str | None = None
+) -> ModelInfo:
+    """Log the classifier in ``directory`` as an MLflow model of the parent run (tagged with its
+    task and trial), registered as a new version of ``register`` when given."""
+    task = get_task(read_config(directory)["task"])
+    outputs = ColSpec("double" if task.is_regression else "string")
+    signature = ModelSignature(Schema([ColSpec("string", c) for c in text_columns(task)]), Schema([outputs]))
+    parent = MlflowClient(tracking_uri).get_run(parent_run_id).info
+    with _fluent_store(tracking_uri):
+        mlflow.start_run(run_id=parent_run_id)  # the model goes to the parent run and its experiment
+        try:
+            return mlflow.pyfunc.log_model(
+                name=model_name(task.name), python_model=ClassifierModel(),
+                artifacts={CLASSIFIER_ARTIFACT: str(directory)}, signature=signature,
+                pip_requirements=[f"isobn-tune=={version('isobn-tune')}"],
+                tags={TASK_TAG: task.name, TRIAL_TAG: trial_id}, registered_model_name=register,
+            )
+        finally:
+            mlflow.end_run()
+            # The sweep's run keeps its status and end time.
+            MlflowClient(tracking_uri).set_terminated(parent_run_id, parent.status, parent.end_time)
+
+
+@contextmanager
+def _fluent_store(tracking_uri: str) -> Iterator[None]:
+    """MLflow's fluent API (start_run, log_model and its registration take no tracking URI) on
+    ``tracking_uri`` for the block; the process's ``$MLFLOW_TRACKING_URI`` as it was afterwards."""
+    before = os.environ.get(URI_ENV)
+    mlflow.set_tracking_uri(tracking_uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(None)  # unset, and with it the variable MLflow set
+        if before is not None:
+            os.environ[URI_ENV] = before
