@@ -1,6 +1,6 @@
-"""A classifier directory as an MLflow model on a sweep's parent run: a pyfunc whose predict
-takes sentences or sentence pairs (a DataFrame with ``text_a[, text_b]``) and returns labels as
-GLUE spells them, or scores for STS-B; optionally registered in MLflow's model registry."""
+"""A classifier directory as an MLflow model on a sweep's parent run: the pyfunc of
+:mod:`isobn_tune.pyfunc_model` (logged as code, not as a pickle) with the directory as its
+artifact; optionally registered in MLflow's model registry."""
 
 from __future__ import annotations
 
@@ -9,40 +9,21 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib.metadata import version
 from pathlib import Path
-from typing import Any
 
 import mlflow
 import mlflow.pyfunc
-import pandas as pd
 from mlflow.models import ModelSignature
 from mlflow.models.model import ModelInfo
 from mlflow.tracking import MlflowClient
 from mlflow.types import ColSpec, Schema
 
-from isobn_tune.classifier_io import Classifier, load_classifier, read_config
-from isobn_tune.errors import UserError
+from isobn_tune.classifier_io import read_config
 from isobn_tune.glue_data import text_columns
 from isobn_tune.mlflow_names import CLASSIFIER_ARTIFACT, TASK_TAG, TRIAL_TAG, model_name
 from isobn_tune.sweep_dir import URI_ENV
 from isobn_tune.tasks import get_task
 
-
-class ClassifierModel(mlflow.pyfunc.PythonModel):
-    """The pyfunc around :class:`~isobn_tune.classifier_io.Classifier`."""
-
-    classifier: Classifier
-
-    def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
-        self.classifier = load_classifier(context.artifacts[CLASSIFIER_ARTIFACT])
-
-    def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> list:
-        frame = pd.DataFrame(model_input)
-        columns = text_columns(self.classifier.task)
-        missing = [c for c in columns if c not in frame.columns]
-        if missing:
-            raise UserError(f"{self.classifier.task.name} needs columns {list(columns)}; missing {missing}")
-        predictions = self.classifier.predict(*(frame[c].astype(str).tolist() for c in columns))
-        return self.classifier.readable(predictions)
+PYFUNC_CODE = Path(__file__).with_name("pyfunc_model.py")  # MLflow's "model from code"
 
 
 def log_classifier(
@@ -58,7 +39,7 @@ def log_classifier(
         mlflow.start_run(run_id=parent_run_id)  # the model goes to the parent run and its experiment
         try:
             return mlflow.pyfunc.log_model(
-                name=model_name(task.name), python_model=ClassifierModel(),
+                name=model_name(task.name), python_model=PYFUNC_CODE,
                 artifacts={CLASSIFIER_ARTIFACT: str(directory)}, signature=signature,
                 pip_requirements=[f"isobn-tune=={version('isobn-tune')}"],
                 tags={TASK_TAG: task.name, TRIAL_TAG: trial_id}, registered_model_name=register,
