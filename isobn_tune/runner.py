@@ -112,20 +112,23 @@ def run_sweep(
             f"full log {log_file}")
         try:
             data = _prepare(space, sweep_dir, tracking_uri, address)
+            with ray_connection(address):
+                check_fits_cluster(space, address)
+                space_text = effective_space_text(space_file, overrides)
+                tracker = SweepTracker.start(tracking_uri, space, sweep_dir.name, space_text)
+                write_manifest(sweep_dir, {
+                    "name": sweep_dir.name, "space_file": str(space_file), "overrides": list(overrides),
+                    "space": space.model_dump(mode="json"), "tracking_uri": tracking_uri,
+                    "parent_run_id": tracker.parent_run_id,
+                    "created": datetime.now().isoformat(timespec="seconds"),
+                })
+                say(f"MLflow {redact_uri(tracking_uri)} run {tracker.parent_run_id}")
+                say(f"if interrupted: isobn-tune resume {sweep_dir.root}")
+                return _run_tasks(space, sweep_dir, data, tracker, restore=False, retry_errored=False)
         except BaseException:
-            _discard_log(sweep_dir)  # bad input creates nothing: its error is on the console
+            if not has_manifest(sweep_dir):  # bad input creates nothing: its error is on the console
+                _discard_log(sweep_dir)
             raise
-        space_text = effective_space_text(space_file, overrides)
-        tracker = SweepTracker.start(tracking_uri, space, sweep_dir.name, space_text)
-        write_manifest(sweep_dir, {
-            "name": sweep_dir.name, "space_file": str(space_file), "overrides": list(overrides),
-            "space": space.model_dump(mode="json"), "tracking_uri": tracking_uri,
-            "parent_run_id": tracker.parent_run_id, "created": datetime.now().isoformat(timespec="seconds"),
-        })
-        say(f"MLflow {redact_uri(tracking_uri)} run {tracker.parent_run_id}")
-        say(f"if interrupted: isobn-tune resume {sweep_dir.root}")
-        with ray_connection(address):
-            return _run_tasks(space, sweep_dir, data, tracker, restore=False, retry_errored=False)
 
 
 def resume_sweep(
@@ -150,9 +153,10 @@ def resume_sweep(
     with captured_output(sweep_dir.log_file, verbose=verbose) as log_file:
         say(f"resuming {sweep_dir.root}; full log {log_file}")
         data = _prepare(space, sweep_dir, tracking_uri, address)
-        tracker = SweepTracker.resume(tracking_uri, manifest["parent_run_id"])
-        say(f"MLflow {redact_uri(tracking_uri)} run {tracker.parent_run_id}")
         with ray_connection(address):
+            check_fits_cluster(space, address)  # a cluster smaller than the one the sweep began on
+            tracker = SweepTracker.resume(tracking_uri, manifest["parent_run_id"])
+            say(f"MLflow {redact_uri(tracking_uri)} run {tracker.parent_run_id}")
             return _run_tasks(space, sweep_dir, data, tracker, restore=True, retry_errored=retry_errored)
 
 
@@ -300,6 +304,23 @@ def ray_connection(address: str | None) -> Iterator[None]:
         yield
     finally:
         ray.shutdown()
+
+
+def check_fits_cluster(space: SweepSpace, address: str | None) -> None:
+    """A trial asking for more CPUs or GPUs than the largest node has would wait for ever (Tune
+    only warns, every few minutes): a one-line error on a local cluster, which is all there is; a
+    cluster joined by address may still grow (its autoscaler), so there the console says so."""
+    nodes = [node["Resources"] for node in ray.nodes() if node.get("Alive")]
+    res = space.resources
+    for kind, need, key in (("CPU", res.cpus_per_trial, "cpus_per_trial"),
+                            ("GPU", res.gpus_per_trial, "gpus_per_trial")):
+        largest = max((node.get(kind, 0.0) for node in nodes), default=0.0)
+        if need > largest:
+            message = (f"resources.{key}: {need:g} {kind}s per trial, but the largest node of the Ray "
+                       f"cluster has {largest:g}")
+            if address in (None, "local"):
+                raise UserError(message)
+            say(f"warning: {message}; trials wait until a node that large joins")
 
 
 def connect_ray(address: str | None) -> None:

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 from mlflow.tracking import MlflowClient
 
+from isobn_tune.errors import UserError
 from isobn_tune.mlflow_names import PARENT_TAG, TRIAL_TAG
 from isobn_tune.runner import run_sweep
 
@@ -79,3 +80,22 @@ def test_half_gpu_trials_share_gpus_and_all_start_together(ray_session: Any, wri
     assert len(gpus) == 3  # three actors at once: half a GPU each fits three on two GPUs
     assert all(len(ids) == 1 for ids in gpus.values())
     assert set().union(*gpus.values()) <= {"0", "1"}
+
+
+@pytest.mark.parametrize(
+    ("resources", "kind"), [({"gpus_per_trial": 3}, "GPU"), ({"cpus_per_trial": 4}, "CPU")]
+)
+def test_a_trial_larger_than_every_node_is_a_one_line_error_that_creates_nothing(
+    ray_session: Any, write_space: Callable, tmp_path: Path, resources: dict[str, float], kind: str
+) -> None:
+    """Tune would keep such a trial pending for ever, only warning about it. (The session's Ray:
+    2 CPUs and 2 GPUs on its one node.)"""
+    space_file = write_space(resources=resources)
+    with pytest.raises(UserError) as err:
+        run_sweep(space_file, name="too-big")
+    ((key, need),) = resources.items()
+    assert str(err.value) == (f"resources.{key}: {need} {kind}s per trial, but the largest node of the "
+                              "Ray cluster has 2")
+    results = tmp_path / "results"
+    assert not results.exists() or not any(results.iterdir())
+    assert not (tmp_path / "mlflow.db").exists()
