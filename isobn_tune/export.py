@@ -12,12 +12,13 @@ import io
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pyarrow.fs
 
 from isobn_tune.aggregate import TrialRecord, best_groups, summarise_groups
+from isobn_tune.checkpoint_layout import BEST_MODEL_FILE, CHECKPOINT_PREFIX
 from isobn_tune.classifier_io import check_output_dir, save_classifier
 from isobn_tune.errors import UserError
 from isobn_tune.mlflow_names import BEST_DEV_METRIC
@@ -25,7 +26,6 @@ from isobn_tune.mlflow_runs import records_from_mlflow
 from isobn_tune.sweep_dir import SweepDir, filesystem, read_manifest, sweep_tracking_uri
 from isobn_tune.tasks import get_task
 
-CHECKPOINT_PREFIX = "checkpoint_"  # Tune's checkpoint directories in a trial's directory, numbered
 PARAMS_FILE = "params.json"  # the config Tune ran the trial with, in the trial's directory
 
 
@@ -85,24 +85,25 @@ def chosen_trial(records: Sequence[TrialRecord], task: str, trial_id: str | None
 def write_trial_classifier(
     sweep_dir: SweepDir, task: str, trial_id: str, to: Path, *, max_seq_length: int, origin: dict[str, Any]
 ) -> None:
-    """The best-epoch model kept in the trial's newest checkpoint, as a classifier directory."""
+    """The best-epoch model in the trial's newest checkpoint holding one, as a classifier directory
+    (a finished trial keeps it only in its newest registered checkpoint)."""
     import torch
 
-    from isobn_tune.checkpoint_layout import BEST_MODEL_FILE
     from isobn_tune.model import load_tokenizer
     from isobn_tune.recipe import TrialConfig
 
     fs, trial_dir = filesystem(f"{sweep_dir.task_dir(task)}/{trial_id}")
-    found = fs.get_file_info(pyarrow.fs.FileSelector(trial_dir, allow_not_found=True))
-    checkpoints = sorted(info.path for info in found if info.base_name.startswith(CHECKPOINT_PREFIX))
+    found = fs.get_file_info(pyarrow.fs.FileSelector(trial_dir, allow_not_found=True, recursive=True))
+    checkpoints = sorted(PurePosixPath(info.path) for info in found
+                         if PurePosixPath(info.path).parent.name.startswith(CHECKPOINT_PREFIX))
     if not checkpoints:
         raise UserError(f"trial {trial_id} has no checkpoint in {sweep_dir.task_dir(task)}/{trial_id}")
+    best_models = [path for path in checkpoints if path.name == BEST_MODEL_FILE]
+    if not best_models:
+        raise UserError(f"{checkpoints[-1].parent} has no {BEST_MODEL_FILE}: it was saved by an older "
+                        "isobn-tune, which kept no best-epoch model")
     cfg = TrialConfig.from_dict(json.loads(_read(fs, f"{trial_dir}/{PARAMS_FILE}")))
-    try:
-        best = torch.load(io.BytesIO(_read(fs, f"{checkpoints[-1]}/{BEST_MODEL_FILE}")), map_location="cpu")
-    except FileNotFoundError:
-        raise UserError(f"{checkpoints[-1]} has no {BEST_MODEL_FILE}: it was saved by an older isobn-tune, "
-                        "which kept no best-epoch model") from None
+    best = torch.load(io.BytesIO(_read(fs, str(best_models[-1]))), map_location="cpu")
     save_classifier(to, best, load_tokenizer(cfg.model), cfg, max_seq_length, origin=origin)
 
 

@@ -35,6 +35,7 @@ from isobn_tune.aggregate import (
     table_markdown,
 )
 from isobn_tune.batches import TaskData
+from isobn_tune.checkpoint_thinning import ThinFinishedTrials
 from isobn_tune.console import captured_output, say
 from isobn_tune.errored_trials import ErroredTrialRecorder, keep_errored
 from isobn_tune.errors import UserError
@@ -267,6 +268,7 @@ def _build_tuner(space: SweepSpace, task: str, sweep_dir: SweepDir, trainable: A
                 ErroredTrialRecorder(),
                 tracker.callback(task),
                 ProgressLine(task, total=trials_per_task(space), max_epochs=space.recipe.max_epochs),
+                ThinFinishedTrials(at_end=space.scheduler.type == "pbt"),
             ],
             verbose=0,
         ),

@@ -23,8 +23,9 @@ from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
 from isobn_tune import load_classifier
+from isobn_tune.checkpoint_layout import BEST_MODEL_FILE, CHECKPOINT_PREFIX, ISOTROPY_FILE
 from isobn_tune.cli import main
-from isobn_tune.export import write_trial_classifier
+from isobn_tune.export import PARAMS_FILE, write_trial_classifier
 from isobn_tune.glue_data import DataSource, load_split, subsample
 from isobn_tune.metrics import compute_metrics, selection_value
 from isobn_tune.mlflow_names import BEST_DEV_METRIC, TASK_TAG, TRIAL_TAG, best_group_tag, model_name
@@ -83,6 +84,17 @@ def test_every_trials_exported_model_reproduces_its_logged_best_dev_metric_exact
         assert score == run.data.metrics[BEST_DEV_METRIC], (task, trial_id)
     # Among them a trial whose best epoch's own checkpoint Tune has deleted (it keeps the 2 newest).
     assert any(run.data.metrics["best_epoch"] < run.data.metrics["epoch"] - 1 for run in sweep.children)
+
+
+def test_finished_trials_keep_the_best_model_but_no_resume_state(sweep):
+    """Every trial finished: of its two kept checkpoints, the newest holds the best model (what the
+    exports above read) and its isotropy statistics, the older the statistics alone."""
+    trials = sorted(path.parent for path in sweep.sweep_dir.glob(f"*/*/{PARAMS_FILE}"))
+    assert len(trials) == len(sweep.children)
+    for trial in trials:
+        older, newest = sorted(trial.glob(f"{CHECKPOINT_PREFIX}*"))
+        assert sorted(f.name for f in newest.iterdir()) == sorted([BEST_MODEL_FILE, ISOTROPY_FILE])
+        assert [f.name for f in older.iterdir()] == [ISOTROPY_FILE]
 
 
 def _export(sweep: Sweep, *args: str) -> None:
