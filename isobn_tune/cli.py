@@ -337,8 +337,9 @@ SHOWN_TRIALS = 8
 
 def format_space_summary(space: SweepSpace) -> str:
     """A human-readable overview of a sweep: model, data, axes in trial order, the first trials,
-    recipe, scheduler, resources and counts."""
+    recipe, scheduler, resources, counts and the disk the checkpoints need."""
     from isobn_tune.cls_norm import PARAM_FIELDS, params_of
+    from isobn_tune.disk_estimate import format_disk_estimate
     from isobn_tune.space import grid_axes, grid_points, trial_count, trials_per_task
 
     axes = grid_axes(space)
@@ -393,6 +394,7 @@ def format_space_summary(space: SweepSpace) -> str:
         ),
         f"trials per task: {trials_per_task(space)}",
         f"total trials: {trial_count(space)}",
+        format_disk_estimate(space),
         f"storage: {space.run.storage_path}; mlflow experiment: {space.experiment_name}"
         + (f" at {space.mlflow.tracking_uri}" if space.mlflow.tracking_uri else ""),
     ]

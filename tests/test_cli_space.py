@@ -7,9 +7,14 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import tiny_space, write_yaml
 
 from isobn_tune.cli import format_space_summary, main
-from isobn_tune.space import load_space
+from isobn_tune.disk_estimate import DiskEstimate, estimate_disk
+from isobn_tune.model import build_model
+from isobn_tune.recipe import TrialConfig
+from isobn_tune.space import load_space, trial_configs
+from isobn_tune.tasks import get_task
 
 SPACES = Path(__file__).resolve().parent.parent / "search_spaces"
 QUICKSTART = SPACES / "quickstart.yaml"
@@ -107,3 +112,31 @@ def test_summary_lists_axes_counts_and_scheduler() -> None:
 def test_summary_of_an_optuna_sweep_shows_the_ranges() -> None:
     text = format_space_summary(load_space(SPACES / "optuna_refine_beta_alpha.yaml"))
     assert "optuna: 20 points per task, beta in [0.1, 1.5], alpha in [0.8, 0.99]" in text
+
+
+def test_show_estimates_the_disk_from_the_models_parameter_count(glue_dir: Path, tmp_path: Path) -> None:
+    """Live trials keep checkpoints of 16 bytes a parameter (weights, AdamW, best model), finished
+    ones 4; the count (meta device) is the real model's state dict, the largest over tasks' heads
+    and normalisers."""
+    space = load_space(write_yaml(tmp_path / "tiny.yaml", tiny_space(
+        glue_dir, tmp_path, tasks=["rte", "stsb"], resources={"max_concurrent_trials": 2},
+        run={"storage_path": str(tmp_path), "checkpoints_to_keep": 3})))
+    built = [build_model(TrialConfig.from_dict(config), get_task(task).num_labels)
+             for task in space.tasks for config in trial_configs(space, task)]
+    parameters = max(sum(t.numel() for t in model.state_dict().values()) for model in built)
+    estimate = estimate_disk(space)
+    assert estimate == DiskEstimate(parameters=parameters, live_trials=2, checkpoints_to_keep=3, trials=8)
+    assert estimate.total == 2 * 3 * 16 * parameters + 8 * 4 * parameters
+    line = next(line for line in format_space_summary(space).splitlines() if line.startswith("disk:"))
+    assert f"2 live trial(s) x 3 checkpoints x {16 * parameters / 1e6:.3g} MB" in line
+
+
+def test_show_without_the_models_config_says_so_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "hub.yaml"
+    path.write_text(HEADER.replace("bert-base-cased", "no-such-org/no-such-model") + GRID + "  lr: [1e-5]\n")
+    assert main(["show", str(path)]) == 0
+    out, err = capsys.readouterr()
+    assert "disk: no estimate (it needs the config of model 'no-such-org/no-such-model'" in out
+    assert "Traceback" not in out + err
