@@ -47,10 +47,24 @@ def config_group(cfg: TrialConfig) -> str:
     return group_key({k: v for k, v in cfg.to_dict().items() if k not in unused})
 
 
+def labelled_params(cfg: TrialConfig) -> dict[str, str]:
+    """The normaliser's hyperparameters as labels show them: numbers always (``0.1``), a
+    categorical one (``eps_mode``) only when it differs from its default, so that the labels of
+    sweeps that never vary it stay short and as they were."""
+    shown = {}
+    for key, value in cfg.norm_params().items():
+        if isinstance(value, str):
+            if value != PARAM_FIELDS[key][1].default:
+                shown[key] = value
+        else:
+            shown[key] = f"{value:g}"
+    return shown
+
+
 def run_label(cfg: TrialConfig) -> str:
     """A trial as a person reads it in the MLflow UI: ``rte · isobn beta=0.5 alpha=0.95 eps=0.1 ·
     lr 2e-05 · bs 32 · seed 3``."""
-    norm = " ".join([cfg.cls_norm, *(f"{k}={v:g}" for k, v in cfg.norm_params().items())])
+    norm = " ".join([cfg.cls_norm, *(f"{k}={v}" for k, v in labelled_params(cfg).items())])
     return f"{cfg.task} · {norm} · lr {cfg.lr:g} · bs {cfg.batch_size} · seed {cfg.seed}"
 
 
@@ -61,7 +75,7 @@ def method_label(cfg: TrialConfig) -> str:
 def short_label(cfg: TrialConfig) -> str:
     """The grid coordinates of a configuration, usable as an MLflow metric-name segment."""
     label = f"{cfg.cls_norm}_lr{cfg.lr:g}_bs{cfg.batch_size}"
-    return label + "".join(f"_{k}{v:g}" for k, v in cfg.norm_params().items())
+    return label + "".join(f"_{k}{v}" for k, v in labelled_params(cfg).items())
 
 
 def trial_status(cfg: TrialConfig, metrics: Mapping[str, Any], errored: bool) -> str:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from pydantic import Field
 from pydantic.fields import FieldInfo
@@ -22,6 +22,10 @@ from isobn_tune.strict import StrictModel
 
 if TYPE_CHECKING:
     from torch import nn
+
+
+EpsMode = Literal["absolute", "relative"]
+EPS_MODES: tuple[str, ...] = get_args(EpsMode)
 
 
 class NoParams(StrictModel):
@@ -41,6 +45,11 @@ class IsoBNParams(StrictModel):
     eps: float = Field(
         default=0.1, gt=0, le=100,
         description="IsoBN eps, in (0, 100] (paper: 0.1; the released code: 1e-3).",
+    )
+    eps_mode: EpsMode = Field(
+        default="absolute",
+        description="IsoBN eps as given ('absolute', the paper) or times the running median of the "
+        "[CLS] per-dimension std ('relative': the same eps for encoders of any scale).",
     )
 
 

@@ -36,6 +36,7 @@ SEED_TAG = "isobn.seed"
 GROUP_TAG = "isobn.config_group"  # the configuration without its seed
 METHOD_TAG = "isobn.method"
 ERROR_TAG = "isobn.error"
+NEAR_IDENTITY_TAG = "isobn.near_identity"  # "true": IsoBN ended within 1% of the identity
 RETRIED_TAG = "isobn.retried"
 # Why a race (scheduler race_by_config) stopped the trial's configuration, on each of its seeds' runs.
 RACE_EPOCH_TAG = "isobn.race.epoch"  # the epoch it stopped at
@@ -46,6 +47,13 @@ RACE_PAIRS_TAG = "isobn.race.n_pairs"  # the seeds compared
 
 # Metrics. A child run has every finite number its trial reports per epoch (step = epoch), plus:
 BEST_DEV_METRIC = "best_dev_metric"  # the trial's best dev objective, logged when it ends
+# How much IsoBN acts, per epoch in IsoBN trials (isobn.IsoBN.activity): largest / smallest
+# per-dimension scale, their coefficient of variation, eps / median(gamma * sigma), and 1 when every
+# scale is within 1% of 1 (then the trial's run gets NEAR_IDENTITY_TAG).
+ISOBN_SCALE_MAX_MIN = "isobn_scale_max_min"
+ISOBN_SCALE_CV = "isobn_scale_cv"
+ISOBN_EPS_RATIO = "isobn_eps_ratio"
+ISOBN_NEAR_IDENTITY = "isobn_near_identity"
 EPOCH_METRIC = "epoch"
 
 

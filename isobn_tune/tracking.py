@@ -35,6 +35,7 @@ from isobn_tune.aggregate import (
 )
 from isobn_tune.checkpoint_layout import ISOTROPY_FILE
 from isobn_tune.comparisons import points
+from isobn_tune.console import say
 from isobn_tune.errored_trials import last_error_line
 from isobn_tune.figures import write_sweep_figures
 from isobn_tune.group_schedulers import saved_race_stops
@@ -46,11 +47,14 @@ from isobn_tune.mlflow_names import (
     ERROR_TAG,
     FIGURES_ARTIFACT_DIR,
     GROUP_TAG,
+    ISOBN_EPS_RATIO,
+    ISOBN_NEAR_IDENTITY,
     ISOTROPY_ARTIFACT_DIR,
     KIND_SWEEP,
     KIND_TAG,
     KIND_TRIAL,
     METHOD_TAG,
+    NEAR_IDENTITY_TAG,
     NOTE_TAG,
     PARENT_TAG,
     RACE_DIFF_TAG,
@@ -145,6 +149,17 @@ class SweepTracker:
 
     def callback(self, task: str) -> TrialLogger:
         return TrialLogger(self, task)
+
+    def note_near_identity(self, trial_id: str, result: dict[str, Any]) -> None:
+        """Say once per sweep that IsoBN did next to nothing in a trial, so that nobody reads a
+        null result of the sweep as a finding about IsoBN."""
+        if self.__dict__.get("_near_identity_noted"):
+            return
+        self._near_identity_noted = True
+        ratio = result.get(ISOBN_EPS_RATIO, float("nan"))
+        say(f"note: IsoBN ended within 1% of the identity in trial {trial_id} (its eps is {ratio:.3g} x "
+            "median(gamma * sigma)): a null result here says nothing about IsoBN; a smaller eps or "
+            "grid.eps_mode: [relative] lets it act")
 
     def log_task_summary(self, task: str, records: list[TrialRecord]) -> None:
         """Per configuration group of ``task``: median and std over seeds of the best dev metric
@@ -287,6 +302,9 @@ class TrialLogger(Callback):
             tags.append(RunTag(ERROR_TAG, redact(last_error_line(trial))))
         if record.status == "stopped":
             tags.extend(_race_tags(trial, trials))
+        if trial.last_result.get(ISOBN_NEAR_IDENTITY) == 1:
+            tags.append(RunTag(NEAR_IDENTITY_TAG, "true"))
+            self.tracker.note_near_identity(trial.trial_id, trial.last_result)
         metrics = []
         if record.best_objective is not None:
             metrics = [Metric(BEST_DEV_METRIC, record.best_objective, _now_ms(), record.last_epoch)]

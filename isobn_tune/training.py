@@ -147,6 +147,12 @@ def dev_metrics(
     return metrics, isotropy_stats(first_pooled)
 
 
+def normaliser_activity(model: ClsNormClassifier) -> dict[str, float]:
+    """How much the [CLS] normaliser acts, if it measures that (IsoBN's ``activity``)."""
+    activity = getattr(model.cls_norm, "activity", None)
+    return activity() if activity is not None else {}
+
+
 def _train_batches(data: TaskData, cfg: TrialConfig, epoch: int) -> Iterator[np.ndarray]:
     """The epoch's batches (random or length-grouped); the order depends only on (seed, epoch), so
     a resumed trial sees the same data order as an uninterrupted one."""
@@ -235,6 +241,7 @@ def train(
             best_epoch=result.best_epoch,
             train_examples_per_s=n_seen / train_time if train_time > 0 else 0.0,
             **iso.summary(),
+            **normaliser_activity(model),
         )
         result.history.append(metrics)
 

@@ -19,8 +19,10 @@ N = 16
 class ReferenceIsoBN:
     """The documented computation in float64 NumPy, written independently of the module."""
 
-    def __init__(self, alpha: float = 0.95, eps: float = 0.1, beta: float = 0.5) -> None:
-        self.alpha, self.eps, self.beta = alpha, eps, beta
+    def __init__(
+        self, alpha: float = 0.95, eps: float = 0.1, beta: float = 0.5, relative: bool = False
+    ) -> None:
+        self.alpha, self.eps, self.beta, self.relative = alpha, eps, beta, relative
         self.std: np.ndarray | None = None
         self.cov: np.ndarray | None = None
 
@@ -40,12 +42,16 @@ class ReferenceIsoBN:
         rho = np.divide(self.cov, outer, out=np.zeros_like(self.cov), where=outer > 0)
         return np.clip(rho, -1, 1)
 
-    def __call__(self, x: np.ndarray) -> np.ndarray:
+    def scale(self) -> np.ndarray:
         gamma = (self.correlation() ** 2).mean(axis=1)
-        s = 1 / (gamma * self.std + self.eps) ** self.beta
+        eps = self.eps * np.median(self.std) if self.relative else self.eps
+        s = 1 / (gamma * self.std + eps) ** self.beta
         var = np.diag(self.cov)
-        m = np.sqrt(var.sum() / ((var * s**2).sum() + self.eps))
-        return x * s * m
+        m = np.sqrt(var.sum() / ((var * s**2).sum() + eps))
+        return s * m
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return x * self.scale()
 
 
 def batches(count: int, seed: int = 0, n: int = N) -> list[torch.Tensor]:
@@ -82,6 +88,67 @@ def test_matches_reference_with_other_hyperparameters():
         out = module(x)
         ref.update(x.double().numpy())
     np.testing.assert_allclose(out.numpy(), ref(x.double().numpy()), rtol=1e-4, atol=1e-6)
+
+
+def test_relative_eps_matches_reference():
+    """eps_mode relative: eps times the running median of sigma (torch's median of an even count
+    is the lower middle value, numpy's the mean of both: an odd width keeps them equal)."""
+    width = D + 1
+    module = IsoBN(width, eps=0.5, eps_mode="relative").train()
+    ref = ReferenceIsoBN(eps=0.5, relative=True)
+    gen = torch.Generator().manual_seed(3)
+    for _ in range(3):
+        x = torch.randn(N, width, generator=gen) * torch.linspace(0.01, 0.1, width)
+        out = module(x)
+        ref.update(x.double().numpy())
+    np.testing.assert_allclose(out.numpy(), ref(x.double().numpy()), rtol=1e-4, atol=1e-7)
+
+
+def test_relative_eps_acts_alike_at_any_scale_of_the_embedding():
+    """The same embedding scaled by 1000: the relative scale is the same, the absolute is not."""
+    x = batches(1)[0]
+    for mode, same in (("relative", True), ("absolute", False)):
+        small, large = IsoBN(D, eps=0.1, eps_mode=mode).train(), IsoBN(D, eps=0.1, eps_mode=mode).train()
+        small(x * 1e-3)
+        large(x)
+        assert np.allclose(small._scale(torch.float64).numpy(), large._scale(torch.float64).numpy(),
+                           rtol=1e-3) is same
+
+
+def test_activity_measures_how_far_from_the_identity_it_acts():
+    ref = ReferenceIsoBN(eps=1e-3)
+    acting = IsoBN(D, eps=1e-3).train()
+    for x in batches(3):
+        acting(x)
+        ref.update(x.double().numpy())
+    scale = ref.scale()
+    gamma_sigma = (ref.correlation() ** 2).mean(axis=1) * ref.std
+    lower_median = np.sort(gamma_sigma)[(D - 1) // 2]  # torch's median of an even count
+    assert acting.activity() == pytest.approx({
+        "isobn_scale_max_min": scale.max() / scale.min(),
+        "isobn_scale_cv": scale.std() / scale.mean(),
+        "isobn_eps_ratio": 1e-3 / lower_median,
+        "isobn_near_identity": 0.0,
+    }, rel=1e-3)
+
+
+def test_activity_flags_the_identity_on_a_minilm_like_embedding():
+    """384 uncorrelated dimensions of std 0.04 (MiniLM-L6's pooled [CLS]) under the paper's eps
+    0.1: gamma * sigma is about 1e-4, every dimension gets the same scale and the variance
+    renormalisation brings it back to 1 (0.992)."""
+    width, std = 384, 0.04
+    idle = IsoBN(width, eps=0.1)
+    idle.running_std.fill_(std)
+    idle.running_cov.copy_(torch.eye(width) * std**2)
+    idle.num_batches_tracked.fill_(1)
+    activity = idle.activity()
+    assert activity["isobn_near_identity"] == 1.0
+    assert activity["isobn_eps_ratio"] == pytest.approx(0.1 / (std / width), rel=1e-4)
+    assert IsoBN(D).activity()["isobn_near_identity"] == 1.0  # before any batch: the identity
+    idle.eps_mode = "relative"  # eps = 0.1 x 0.04: now the layer acts on a correlated embedding
+    idle.running_cov.copy_(torch.full((width, width), 0.5 * std**2) + torch.eye(width) * 0.5 * std**2)
+    idle.running_std.copy_(torch.linspace(0.5, 1.5, width) * std)
+    assert idle.activity()["isobn_near_identity"] == 0.0
 
 
 def test_eval_does_not_update_statistics():
@@ -221,6 +288,7 @@ def test_cuda_bf16_autocast_matches_cpu():
         ({"alpha": 0.0}, "alpha must be in (0, 1), got 0.0"),
         ({"eps": 0.0}, "eps must be > 0, got 0.0"),
         ({"beta": -0.1}, "beta must be >= 0, got -0.1"),
+        ({"eps_mode": "scaled"}, "eps_mode must be one of ('absolute', 'relative'), got 'scaled'"),
     ],
 )
 def test_constructor_rejects_bad_values(kwargs, message):
@@ -230,7 +298,7 @@ def test_constructor_rejects_bad_values(kwargs, message):
 
 def test_extra_repr_names_hyperparameters():
     assert repr(IsoBN(D, alpha=0.9, eps=0.2, beta=1.0)) == (
-        "IsoBN(8, alpha=0.9, eps=0.2, beta=1.0)"
+        "IsoBN(8, alpha=0.9, eps=0.2, beta=1.0, eps_mode=absolute)"
     )
 
 

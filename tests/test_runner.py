@@ -45,7 +45,14 @@ from isobn_tune.cli import main
 from isobn_tune.errored_trials import ERRORED_FILE
 from isobn_tune.errors import UserError
 from isobn_tune.metrics import BEST_OBJECTIVE
-from isobn_tune.mlflow_names import ERROR_TAG, STATUS_TAG
+from isobn_tune.mlflow_names import (
+    ERROR_TAG,
+    ISOBN_EPS_RATIO,
+    ISOBN_NEAR_IDENTITY,
+    ISOBN_SCALE_CV,
+    ISOBN_SCALE_MAX_MIN,
+    STATUS_TAG,
+)
 from isobn_tune.mlflow_runs import epoch_metrics
 from isobn_tune.progress import ProgressLine, format_duration, format_progress
 from isobn_tune.runner import EXCESSIVE_SNAPSHOT_WARNING_ENV, SweepOutcome, run_sweep
@@ -58,6 +65,7 @@ PROGRESS = re.compile(
     r"^\[stsb \d\d:\d\d\] (\d+) running, (\d+) finished, (\d+) errored, (\d+) paused, (\d+) pending of (\d+)"
     r"(?: \| best (-?\d\.\d{4}) \((\w+)\))?(?: \| ETA (\w+))?$"
 )
+ISOBN_ACTIVITY = (ISOBN_SCALE_MAX_MIN, ISOBN_SCALE_CV, ISOBN_EPS_RATIO, ISOBN_NEAR_IDENTITY)
 EPOCH_METRICS = ("objective", "dev_pearson", "dev_spearman", "dev_corr", "best_objective", "best_epoch",
                  "train_loss", "lr", "train_examples_per_s", "iso_mean_abs_corr", "iso_std_cv")
 
@@ -143,6 +151,11 @@ def test_every_trial_reports_every_epoch_it_ran(asha_sweep: Sweep) -> None:
             # STS-B's objective is the mean of the two correlations
             assert row["objective"] == row["dev_corr"]
             assert row["dev_corr"] == pytest.approx((row["dev_pearson"] + row["dev_spearman"]) / 2)
+            # How much IsoBN acts, in IsoBN trials only.
+            isobn = row["config"]["grid_point"]["cls_norm"] == "isobn"
+            assert all((k in row and np.isfinite(row[k])) is isobn for k in ISOBN_ACTIVITY)
+            if isobn:
+                assert row[ISOBN_SCALE_MAX_MIN] >= 1 and row[ISOBN_NEAR_IDENTITY] in (0, 1)
         best_so_far = np.maximum.accumulate([r["objective"] for r in rows])
         assert [r["best_objective"] for r in rows] == list(best_so_far)
 

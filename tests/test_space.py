@@ -95,6 +95,7 @@ def test_paper_grid_matches_the_paper() -> None:
         "beta": [0.25, 0.5, 1.0],
         "alpha": [0.95],
         "eps": [0.1],
+        "eps_mode": ["absolute"],  # the paper's
         "seed": [1, 2, 3, 4, 5],
     }
     assert space.scheduler.type == "fifo"

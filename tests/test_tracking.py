@@ -31,6 +31,7 @@ from helpers import (
     artifact_files,
     kill_session,
     run_cli,
+    runs_by_trial,
     start_cli,
     tiny_space,
     trial_runs,
@@ -38,15 +39,18 @@ from helpers import (
 )
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
+from ray.tune.experiment import Trial
 from ray.tune.result import AUTO_RESULT_KEYS
 
 from isobn_tune.aggregate import config_group, short_label
 from isobn_tune.isotropy import load_stats
+from isobn_tune.mlflow_names import ISOBN_EPS_RATIO, ISOBN_NEAR_IDENTITY, NEAR_IDENTITY_TAG
 from isobn_tune.preflight import resolve_tracking_uri
 from isobn_tune.recipe import TrialConfig
 from isobn_tune.redaction import redact, redact_mapping, redact_text
 from isobn_tune.runner import SweepOutcome, run_sweep
-from isobn_tune.space import effective_space_text, load_space
+from isobn_tune.space import effective_space_text, load_space, trial_configs
+from isobn_tune.tracking import SweepTracker
 
 TASK = "stsb"
 MAX_EPOCHS = 2
@@ -479,3 +483,32 @@ def test_resume_continues_the_same_parent_and_children(glue_dir: Path, tmp_path:
         steps = [m.step for m in client.get_metric_history(child.info.run_id, "objective")]
         assert sorted(steps) == [1, 2, 3]
         assert child.data.tags["isobn.status"] == "finished"
+
+
+def test_a_trial_where_isobn_stayed_the_identity_is_tagged_and_the_console_says_so_once(
+    write_space: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The driver's logger on Tune's own Trial objects (no training needed to set the figures an
+    IsoBN trial reports): two IsoBN trials near the identity, one acting."""
+    grid = {"cls_norm": ["isobn"], "lr": [1e-3], "batch_size": [16], "seeds": [1, 2, 3]}
+    space_file = write_space(grid=grid)
+    space = load_space(space_file)
+    tracker = SweepTracker.start(space.mlflow.tracking_uri, space, "identity", space_file.read_text())
+    logger = tracker.callback("rte")
+    trials: list[Trial] = []
+    for seed, near_identity in zip((1, 2, 3), (1.0, 0.0, 1.0), strict=True):
+        trial = Trial("fine_tune_trial", config=trial_configs(space, "rte")[seed - 1],
+                      trial_id=f"seed{seed}", stub=True)
+        trials.append(trial)
+        logger.on_trial_start(0, trials, trial)
+        trial.update_last_result({"epoch": 2, "best_epoch": 2, "best_objective": 0.6, "objective": 0.6,
+                                  ISOBN_NEAR_IDENTITY: near_identity, ISOBN_EPS_RATIO: 960.0})
+        trial.set_status(Trial.TERMINATED)
+        logger.on_trial_complete(0, trials, trial)
+    runs = runs_by_trial(space.mlflow.tracking_uri, tracker.parent_run_id)
+    assert {t: run.data.tags.get(NEAR_IDENTITY_TAG) for t, run in runs.items()} == {
+        "seed1": "true", "seed2": None, "seed3": "true"}
+    said = [line for line in capsys.readouterr().out.splitlines() if line.startswith("note: IsoBN")]
+    assert said == [("note: IsoBN ended within 1% of the identity in trial seed1 (its eps is 960 x "
+                     "median(gamma * sigma)): a null result here says nothing about IsoBN; a smaller eps "
+                     "or grid.eps_mode: [relative] lets it act")]
