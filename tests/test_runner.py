@@ -153,7 +153,7 @@ def test_every_trial_reports_every_epoch_it_ran(asha_sweep: Sweep) -> None:
             assert row["dev_corr"] == pytest.approx((row["dev_pearson"] + row["dev_spearman"]) / 2)
             # How much IsoBN acts, in IsoBN trials only.
             isobn = row["config"]["grid_point"]["cls_norm"] == "isobn"
-            assert all((k in row and np.isfinite(row[k])) is isobn for k in ISOBN_ACTIVITY)
+            assert all(bool(k in row and np.isfinite(row[k])) is isobn for k in ISOBN_ACTIVITY)
             if isobn:
                 assert row[ISOBN_SCALE_MAX_MIN] >= 1 and row[ISOBN_NEAR_IDENTITY] in (0, 1)
         best_so_far = np.maximum.accumulate([r["objective"] for r in rows])
