@@ -21,7 +21,9 @@ from mlflow.tracking import MlflowClient
 
 from isobn_tune.runner import run_sweep
 
-pytestmark = pytest.mark.browser
+# The quickstart's UI tests (test_quickstart.py) cover these pages by default; this module's own
+# point, the UI serving a store while a sweep writes to it, runs with the slow tests.
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 @dataclass
 class UiSweep:

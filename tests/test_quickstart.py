@@ -220,6 +220,16 @@ def test_the_parent_run_page_shows_the_results_table(ui: Ui, page: Any) -> None:
 
 
 @pytest.mark.browser
+def test_the_parent_run_page_shows_the_seed_median_metrics(ui: Ui, page: Any) -> None:
+    page.goto(ui.url, wait_until="domcontentloaded")
+    medians = {k: v for k, v in ui.parent.data.metrics.items() if k.endswith("/median")}
+    assert medians
+    for name, value in medians.items():
+        page.get_by_text(name, exact=True).wait_for()
+        page.get_by_text(repr(value), exact=True).first.wait_for()
+
+
+@pytest.mark.browser
 def test_the_runs_table_shows_readable_child_names(ui: Ui, page: Any) -> None:
     base = ui.url.partition("/#/")[0]
     page.goto(f"{base}/#/experiments/{ui.parent.info.experiment_id}/runs", wait_until="domcontentloaded")
