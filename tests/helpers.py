@@ -9,7 +9,6 @@ import json
 import os
 import pickle
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -29,9 +28,9 @@ from mlflow.tracking import MlflowClient
 from isobn_tune.group_schedulers import STATE_FILE
 from isobn_tune.mlflow_names import TRIAL_TAG
 from isobn_tune.mlflow_runs import child_runs
+from isobn_tune.ui import SERVER_ENV, free_port
 
 POLL_TIMEOUT_S = 600
-SERVER_ENV = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
 
 # ----- the tiny sweep ----------------------------------------------------------------------------
 TINY_MODEL = {
@@ -220,12 +219,6 @@ def run_cli(
         proc.wait(timeout=30)
     assert not survivors, f"processes of `isobn-tune {' '.join(args)}` survived: {survivors}"
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass
