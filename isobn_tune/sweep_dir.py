@@ -26,9 +26,25 @@ from isobn_tune.redaction import redact, redact_mapping, without_userinfo
 MANIFEST = "sweep.json"
 LOG_FILE = "sweep.log"
 MANIFEST_FORMAT = 1
+EXTENSIONS_KEY = "extensions"
+"""The manifest's list of extensions: ``{"name", "tasks", "created", "trials": {task: [grid point]}}``."""
 URI_ENV = "MLFLOW_TRACKING_URI"
 HTTP_USER_ENV = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
 HTTP_CREDENTIAL_ENV = (*HTTP_USER_ENV, "MLFLOW_TRACKING_TOKEN")  # what MLflow reads for http(s)
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """One Tune experiment of a sweep: one task's trials of the sweep itself, or of one extension.
+    Tune keeps it in ``<storage>/<task>``, where ``storage`` is the sweep directory or an extension's
+    directory in it (each with its own errored-trials record)."""
+
+    storage: str
+    task: str
+
+    @property
+    def path(self) -> str:
+        return join(self.storage, self.task)
 
 
 @dataclass(frozen=True)
@@ -40,11 +56,11 @@ class SweepDir:
 
     @property
     def root(self) -> str:
-        return f"{self.storage.rstrip('/')}/{self.name}"
+        return join(self.storage, self.name)
 
     @property
     def manifest(self) -> str:
-        return f"{self.root}/{MANIFEST}"
+        return join(self.root, MANIFEST)
 
     @property
     def log_file(self) -> Path:
@@ -55,7 +71,16 @@ class SweepDir:
         return Path(self.root) / LOG_FILE
 
     def task_dir(self, task: str) -> str:
-        return f"{self.root}/{task}"
+        """The Tune experiment directory of ``task``'s trials of the sweep itself."""
+        return join(self.root, task)
+
+    def experiments(self, manifest: dict[str, Any], task: str | None = None) -> list[Experiment]:
+        """Every Tune experiment of the sweep (of ``task`` only, if given), the sweep's own first, then
+        each extension's (``isobn-tune extend``) in the order they were made."""
+        found = [Experiment(self.root, name) for name in manifest["space"]["tasks"]]
+        for extension in manifest.get(EXTENSIONS_KEY, []):
+            found += [Experiment(join(self.root, extension["name"]), name) for name in extension["tasks"]]
+        return [e for e in found if task is None or e.task == task]
 
     @classmethod
     def parse(cls, path: str) -> SweepDir:
@@ -64,6 +89,11 @@ class SweepDir:
             path = str(Path(path).expanduser().resolve())
         storage, _, name = path.rpartition("/")
         return cls(storage, name)
+
+
+def join(base: str, *parts: str) -> str:
+    """``base`` (a local path or a URI) with path segments appended."""
+    return "/".join([base.rstrip("/"), *parts])
 
 
 def filesystem(uri_or_path: str) -> tuple[pyarrow.fs.FileSystem, str]:
