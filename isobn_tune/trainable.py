@@ -12,6 +12,7 @@ import ray
 import torch
 from ray import tune
 
+from isobn_tune.checkpoint_storage import checkpoint_not_saved
 from isobn_tune.features import TaskData
 from isobn_tune.recipe import TrialConfig
 from isobn_tune.training import default_device, load_checkpoint, train
@@ -73,7 +74,14 @@ def fine_tune_trial(config: dict[str, Any], data: TaskData) -> None:
 
     def report(metrics: dict[str, Any], ckpt_dir: Path | None) -> None:
         check_injected_failure(cfg, metrics["epoch"])
-        ckpt = tune.Checkpoint.from_directory(ckpt_dir) if ckpt_dir is not None else None
-        tune.report(metrics | placement, checkpoint=ckpt)
+        if ckpt_dir is None:
+            tune.report(metrics | placement)
+            return
+        try:
+            tune.report(metrics | placement, checkpoint=tune.Checkpoint.from_directory(ckpt_dir))
+        except OSError as exc:  # the storage is full, or refuses the copy for another reason
+            storage = tune.get_context().get_storage()
+            raise checkpoint_not_saved(exc, metrics["epoch"], ckpt_dir, storage.storage_filesystem,
+                                       storage.checkpoint_fs_path) from exc
 
     train(cfg, data, report=report, resume_state=resume_state, device=device)
