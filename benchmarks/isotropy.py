@@ -1,132 +1,145 @@
-"""Isotropy of the [CLS] embedding before and after fine-tuning, per task and method.
+"""[CLS] isotropy and how much IsoBN acts, per task and method, read from what a sweep logged in MLflow.
 
-The paper's analysis (Zhou, Lin & Ren 2021, section 3): the per-dimension standard deviation of
-the pooled [CLS] embedding on a task's dev set, and the mean absolute correlation between its
-dimensions, for the pretrained encoder ("before") and after fine-tuning with each [CLS]
-normalisation. Every trial of a sweep already stores these statistics in its checkpoint
-(``isotropy.npz``: the pretrained encoder's pooled embedding on the first dev split, and the
-same after its latest epoch); this script gathers them from a finished sweep directory, takes the
-median over seeds, and draws one figure per task.
+The paper's analysis (Zhou, Lin & Ren 2021, section 3). Every trial of a sweep logs per epoch the
+mean |correlation| between the dimensions of the pooled [CLS] embedding on the dev set and the
+coefficient of variation of their std (at step 0 the pretrained encoder's), and every IsoBN trial
+how much IsoBN acts: its largest / smallest per-dimension scale, their CV, eps / median(gamma *
+sigma) and whether it stayed within 1% of the identity. Per task and method this prints them at
+each trial's best epoch (where its model was kept) for the method's best configuration, the one
+the sweep's table reports, median over seeds. With ``--figures`` it copies the isotropy figure the
+sweep logged (from the last checkpoint) of that configuration's median seed. Nothing is computed
+or plotted here: the numbers and the figure are the sweep's own.
 
-For IsoBN it also shows what the classifier sees: IsoBN only rescales dimensions
-(``out = x * scale``), so the normalised embedding has per-dimension std ``std * scale`` and the
-same correlations; ``scale`` comes from the IsoBN buffers in the same checkpoint.
-
-Run: python benchmarks/isotropy.py results/reproduce-minilm-cpu-<stamp> [--figures DIR]
+Run: python benchmarks/isotropy.py results/<sweep>   (the sweep directory `isobn-tune run` printed)
+     python benchmarks/isotropy.py <parent run id> --tracking-uri sqlite:///results/mlflow.db
+     add --figures DIR to copy each method's logged isotropy figure to DIR/isotropy_<task>_<method>.png
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-from collections import defaultdict
+import shutil
+import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
+from mlflow.tracking import MlflowClient
 
-from isobn_tune.checkpoint_layout import CHECKPOINT_FILE, ISOTROPY_FILE
-from isobn_tune.cls_norm import build_cls_norm
-from isobn_tune.isotropy import IsotropyStats, load_stats
-from isobn_tune.recipe import TrialConfig
+from isobn_tune.aggregate import best_by_method, summarise_groups
+from isobn_tune.mlflow_names import (
+    ISO_MEAN_ABS_CORR,
+    ISO_STD_CV,
+    ISOBN_EPS_RATIO,
+    ISOBN_NEAR_IDENTITY,
+    ISOBN_SCALE_CV,
+    ISOBN_SCALE_MAX_MIN,
+    ISOTROPY_ARTIFACT_DIR,
+    ISOTROPY_FIGURE,
+)
+from isobn_tune.mlflow_runs import find_child, metrics_at_epoch, records_from_mlflow, sweep_run
 
-# Rows of the table, in order: the pretrained encoder, then each method after fine-tuning.
-BEFORE = "pretrained"
-
-
-def latest_checkpoint(trial_dir: Path) -> Path | None:
-    """The trial's checkpoint of its latest epoch (Tune names them checkpoint_000000, ...)."""
-    found = sorted(trial_dir.glob("checkpoint_*"), key=lambda p: int(p.name.split("_")[-1]))
-    return found[-1] if found else None
-
-
-def classifier_input(stats: IsotropyStats, cfg: TrialConfig, checkpoint: Path) -> IsotropyStats:
-    """IsoBN's output statistics: its input's, with every dimension rescaled by IsoBN's scale."""
-    state = torch.load(checkpoint / CHECKPOINT_FILE, map_location="cpu", weights_only=False)["model"]
-    norm = build_cls_norm("isobn", len(stats.per_dim_std), alpha=cfg.alpha, eps=cfg.eps, beta=cfg.beta)
-    norm.load_state_dict({k.removeprefix("cls_norm."): v for k, v in state.items()
-                          if k.startswith("cls_norm.")})
-    with torch.no_grad():
-        scale = norm.eval()(torch.ones(1, norm.hidden_size)).squeeze(0).double().numpy()
-    return IsotropyStats(per_dim_std=stats.per_dim_std * np.abs(scale), corr=stats.corr)
+PRETRAINED = "pretrained"  # the row of the encoder before fine-tuning
+ISOTROPY = (ISO_MEAN_ABS_CORR, ISO_STD_CV)
+ACTIVITY = (ISOBN_SCALE_MAX_MIN, ISOBN_SCALE_CV, ISOBN_EPS_RATIO)
+COLUMNS = ("mean abs corr", "std CV", "IsoBN scale max/min", "scale CV", "eps / median(gamma sigma)",
+           "near identity")
 
 
-def gather(sweep_dir: Path) -> dict[str, dict[str, list[IsotropyStats]]]:
-    """task -> row label -> one IsotropyStats per trial (seed)."""
-    rows: dict[str, dict[str, list[IsotropyStats]]] = defaultdict(lambda: defaultdict(list))
-    for params in sorted(sweep_dir.glob("*/*/params.json")):
-        checkpoint = latest_checkpoint(params.parent)
-        if checkpoint is None:
-            continue
-        cfg = TrialConfig.from_dict(json.loads(params.read_text()))
-        before, after = load_stats(checkpoint / ISOTROPY_FILE)
-        by_row = rows[cfg.task]
-        if not by_row[BEFORE]:  # the pretrained encoder is the same for every trial of a task
-            by_row[BEFORE].append(before)
-        by_row[f"{cfg.cls_norm} (encoder output)"].append(after)
-        if cfg.cls_norm == "isobn":
-            by_row["isobn (classifier input)"].append(classifier_input(after, cfg, checkpoint))
+@dataclass(frozen=True)
+class Row:
+    """One embedding of a task: the pretrained encoder's, or a method's best configuration's."""
+
+    task: str
+    method: str
+    config: str  # its label; "" for the pretrained encoder
+    trial_ids: tuple[str, ...]  # its seeds, by best dev metric (the median seed in the middle)
+    medians: dict[str, float]  # over seeds, of each metric logged
+    near_identity: int | None  # seeds where IsoBN was within 1% of the identity; None: no IsoBN
+
+    @property
+    def median_trial(self) -> str:
+        return self.trial_ids[(len(self.trial_ids) - 1) // 2]
+
+
+def gather(tracking_uri: str, parent_run_id: str) -> list[Row]:
+    """Per task: the pretrained encoder (over all its scored trials), then each method's best
+    configuration, whose trials' metrics are read at their best epochs."""
+    records = [r for r in records_from_mlflow(tracking_uri, parent_run_id)
+               if r.best_objective is not None and r.status != "errored"]
+    at_best = metrics_at_epoch(tracking_uri, parent_run_id, (*ISOTROPY, *ACTIVITY, ISOBN_NEAR_IDENTITY))
+    before = metrics_at_epoch(tracking_uri, parent_run_id, ISOTROPY, epoch=0)
+    rows = []
+    for (task, method), best in sorted(best_by_method(summarise_groups(records)).items()):
+        if not rows or rows[-1].task != task:
+            ids = tuple(r.trial_id for r in records if r.config.task == task)
+            rows.append(Row(task, PRETRAINED, "", ids, _medians([before.get(i, {}) for i in ids], ISOTROPY),
+                            None))
+        seeds = sorted((r for r in records if r.config.task == task and r.group == best.group),
+                       key=lambda r: r.best_objective)
+        values = [at_best.get(r.trial_id, {}) for r in seeds]
+        flags = [v[ISOBN_NEAR_IDENTITY] for v in values if ISOBN_NEAR_IDENTITY in v]
+        rows.append(Row(task, method, best.label, tuple(r.trial_id for r in seeds),
+                        _medians(values, (*ISOTROPY, *ACTIVITY)), int(sum(flags)) if flags else None))
     return rows
 
 
-def describe(stats: list[IsotropyStats]) -> dict[str, float]:
-    """Medians over seeds of the mean per-dimension std, its coefficient of variation and the
-    mean |correlation|."""
-    return {
-        "mean_std": float(np.median([s.per_dim_std.mean() for s in stats])),
-        "std_cv": float(np.median([s.std_cv for s in stats])),
-        "mean_abs_corr": float(np.median([s.mean_abs_corr for s in stats])),
-        "seeds": len(stats),
-    }
+def _medians(values: list[dict[str, float]], keys: tuple[str, ...]) -> dict[str, float]:
+    """Each metric's median over the trials that logged it; a metric none logged is left out."""
+    logged = {k: [v[k] for v in values if k in v] for k in keys}
+    return {k: float(np.median(found)) for k, found in logged.items() if found}
 
 
-def plot_task(task: str, rows: dict[str, list[IsotropyStats]], path: Path) -> Path:
-    """Sorted per-dimension std (median over seeds) and the distribution of |correlation|."""
-    import matplotlib
+def table(rows: list[Row]) -> str:
+    """The rows as Markdown; a dash where a metric was not logged (IsoBN's, for other methods)."""
+    lines = [f"| task | embedding | configuration | trials | {' | '.join(COLUMNS)} |",
+             "|---|---|---|---|" + "---|" * len(COLUMNS)]
+    for row in rows:
+        cells = [_cell(row.medians.get(k), ".3g" if k == ISOBN_EPS_RATIO else ".3f")
+                 for k in (*ISOTROPY, *ACTIVITY)]
+        cells.append("–" if row.near_identity is None else f"{row.near_identity}/{len(row.trial_ids)}")
+        lines.append(f"| {row.task} | {row.method} | {row.config or '–'} | {len(row.trial_ids)} "
+                     f"| {' | '.join(cells)} |")
+    return "\n".join(lines)
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    fig, (ax_std, ax_corr) = plt.subplots(1, 2, figsize=(12, 4.2))
-    for label, stats in rows.items():
-        curve = np.median([np.sort(s.per_dim_std)[::-1] for s in stats], axis=0)
-        ax_std.plot(curve / curve.mean(), label=f"{label} (cv {describe(stats)['std_cv']:.2f})")
-        d = stats[0].corr.shape[0]
-        off_diag = np.abs(stats[0].corr[~np.eye(d, dtype=bool)])
-        ax_corr.hist(off_diag, bins=50, range=(0, 1), histtype="step", density=True,
-                     label=f"{label} (mean {describe(stats)['mean_abs_corr']:.3f})")
-    ax_std.set(title="per-dimension std, sorted, / its mean", xlabel="dimension", ylabel="relative std",
-               yscale="log")
-    ax_corr.set(title="|correlation| between dimensions (first seed)", xlabel="|rho|", ylabel="density")
-    ax_std.legend(fontsize=8)
-    ax_corr.legend(fontsize=8)
-    fig.suptitle(f"[CLS] isotropy on {task.upper()} dev")
-    fig.tight_layout()
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
-    return path
+def _cell(value: float | None, spec: str) -> str:
+    return "–" if value is None else format(value, spec)
+
+
+def copy_figure(tracking_uri: str, parent_run_id: str, row: Row, out_dir: Path) -> Path | None:
+    """The isotropy figure the sweep logged for the row's median seed, copied to ``out_dir``; None
+    if that trial logged none (it ended without a checkpoint)."""
+    client = MlflowClient(tracking_uri)
+    experiment_id = client.get_run(parent_run_id).info.experiment_id
+    run_id = find_child(client, experiment_id, parent_run_id, row.median_trial).info.run_id
+    artifact = f"{ISOTROPY_ARTIFACT_DIR}/{ISOTROPY_FIGURE}"
+    if artifact not in {a.path for a in client.list_artifacts(run_id, ISOTROPY_ARTIFACT_DIR)}:
+        return None
+    out_dir.mkdir(parents=True, exist_ok=True)
+    target = out_dir / f"isotropy_{row.task}_{row.method}.png"
+    with tempfile.TemporaryDirectory() as tmp:
+        shutil.copyfile(client.download_artifacts(run_id, artifact, tmp), target)
+    return target
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("sweep_dir", type=Path, help="a sweep directory that `isobn-tune run` printed")
-    parser.add_argument("--figures", type=Path, default=Path(__file__).parent / "results",
-                        help="where to write isotropy_<task>.png (default: benchmarks/results)")
+    parser.add_argument("sweep", help="a sweep directory `isobn-tune run` printed, or a parent run id")
+    parser.add_argument("--tracking-uri", default=None, help="the MLflow store of a parent run id")
+    parser.add_argument("--figures", type=Path, default=None,
+                        help="copy each method's logged isotropy figure here")
     args = parser.parse_args()
 
-    rows = gather(args.sweep_dir)
+    tracking_uri, parent_run_id = sweep_run(args.sweep, args.tracking_uri)
+    rows = gather(tracking_uri, parent_run_id)
     if not rows:
-        raise SystemExit(f"{args.sweep_dir}: no trial checkpoints with {ISOTROPY_FILE} found")
-    args.figures.mkdir(parents=True, exist_ok=True)
-    print("| task | embedding | seeds | mean std | std CV | mean abs corr |")
-    print("|---|---|---|---|---|---|")
-    for task in sorted(rows):
-        for label, stats in rows[task].items():
-            d = describe(stats)
-            print(f"| {task} | {label} | {d['seeds']} | {d['mean_std']:.4f} | {d['std_cv']:.3f} "
-                  f"| {d['mean_abs_corr']:.3f} |")
-    for task in sorted(rows):
-        print(f"figure: {plot_task(task, rows[task], args.figures / f'isotropy_{task}.png')}")
+        raise SystemExit(f"{args.sweep}: no scored trial in MLflow run {parent_run_id}")
+    print(table(rows))
+    for row in rows:
+        if args.figures is not None and row.method != PRETRAINED:
+            copied = copy_figure(tracking_uri, parent_run_id, row, args.figures)
+            print(f"figure: {copied or f'none logged by trial {row.median_trial}'}")
 
 
 if __name__ == "__main__":

@@ -158,19 +158,24 @@ def best_groups(summaries: Iterable[GroupSummary]) -> dict[str, GroupSummary]:
     return best
 
 
+def best_by_method(summaries: Iterable[GroupSummary]) -> dict[tuple[str, str], GroupSummary]:
+    """The best configuration (highest seed median) of each (task, method): the paper's choice."""
+    best: dict[tuple[str, str], GroupSummary] = {}
+    for s in summaries:
+        key = (s.task, s.method)
+        if s.values and (key not in best or s.median > best[key].median):
+            best[key] = s
+    return best
+
+
 def method_table(summaries: Iterable[GroupSummary]) -> list[dict[str, Any]]:
     """Paper-style rows: per task and method, the best configuration's median ± std over seeds; a
     method other than the baseline also gets its paired comparison with the baseline's best
     (:data:`isobn_tune.comparisons.CSV_COLUMNS`: difference, interval, P(A > B), pairs, verdict)."""
     summaries = list(summaries)
     comparisons = compare_sweep(summaries)
-    best: dict[tuple[str, str], GroupSummary] = {}
-    for s in summaries:
-        key = (s.task, s.method)
-        if s.values and (key not in best or s.median > best[key].median):
-            best[key] = s
     rows = []
-    for (task, method), s in sorted(best.items()):
+    for (task, method), s in sorted(best_by_method(summaries).items()):
         vs = comparisons.best_vs_baseline(task, method)
         rows.append({"task": task, "method": method, "median": s.median, "std": s.std, "seeds": len(s.values),
                      "config": s.group, **{k: getattr(vs, k) if vs else None for k in CSV_COLUMNS}})

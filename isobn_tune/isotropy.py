@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from isobn_tune.mlflow_names import ISO_MEAN_ABS_CORR, ISO_STD_CV
+
 
 @dataclass(frozen=True)
 class IsotropyStats:
@@ -33,8 +35,9 @@ class IsotropyStats:
         mean = float(self.per_dim_std.mean())
         return float(self.per_dim_std.std() / mean) if mean > 0 else 0.0
 
-    def summary(self, prefix: str = "iso_") -> dict[str, float]:
-        return {f"{prefix}mean_abs_corr": self.mean_abs_corr, f"{prefix}std_cv": self.std_cv}
+    def summary(self) -> dict[str, float]:
+        """The two numbers a trial reports per epoch, named as MLflow logs them."""
+        return {ISO_MEAN_ABS_CORR: self.mean_abs_corr, ISO_STD_CV: self.std_cv}
 
 
 def isotropy_stats(embeddings: np.ndarray) -> IsotropyStats:

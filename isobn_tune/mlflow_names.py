@@ -47,6 +47,10 @@ RACE_PAIRS_TAG = "isobn.race.n_pairs"  # the seeds compared
 
 # Metrics. A child run has every finite number its trial reports per epoch (step = epoch), plus:
 BEST_DEV_METRIC = "best_dev_metric"  # the trial's best dev objective, logged when it ends
+BEST_EPOCH_METRIC = "best_epoch"  # per epoch: the epoch of the best dev objective so far
+# The [CLS] isotropy on the dev set (isotropy.IsotropyStats) per epoch; at step 0 the pretrained encoder's.
+ISO_MEAN_ABS_CORR = "iso_mean_abs_corr"
+ISO_STD_CV = "iso_std_cv"
 # How much IsoBN acts, per epoch in IsoBN trials (isobn.IsoBN.activity): largest / smallest
 # per-dimension scale, their coefficient of variation, eps / median(gamma * sigma), and 1 when every
 # scale is within 1% of 1 (then the trial's run gets NEAR_IDENTITY_TAG).
@@ -72,6 +76,7 @@ TABLE_CSV_ARTIFACT = "results/table.csv"
 TABLE_MD_ARTIFACT = "results/table.md"
 TRIAL_CONFIG_ARTIFACT = "trial_config.json"
 ISOTROPY_ARTIFACT_DIR = "isotropy"
+ISOTROPY_FIGURE = "isotropy.png"  # in ISOTROPY_ARTIFACT_DIR: before / after, from the last checkpoint
 FIGURES_ARTIFACT_DIR = "figures"  # the parent's seed scores, learning and budget curves (PNG + CSV)
 
 

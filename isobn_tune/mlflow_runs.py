@@ -6,6 +6,7 @@ No Ray and no torch: ``isobn-tune report`` and the benchmarks read results throu
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from typing import Any
 
 from mlflow.entities import Metric, Run
@@ -14,9 +15,27 @@ from mlflow.tracking import MlflowClient
 from isobn_tune.aggregate import TrialRecord
 from isobn_tune.errors import UserError
 from isobn_tune.metrics import BEST_OBJECTIVE
-from isobn_tune.mlflow_names import BEST_DEV_METRIC, EPOCH_METRIC, PARENT_TAG, STATUS_TAG, TRIAL_TAG
+from isobn_tune.mlflow_names import (
+    BEST_DEV_METRIC,
+    BEST_EPOCH_METRIC,
+    EPOCH_METRIC,
+    PARENT_TAG,
+    STATUS_TAG,
+    TRIAL_TAG,
+)
 from isobn_tune.recipe import TrialConfig
 from isobn_tune.redaction import redact_uri
+
+
+def sweep_run(target: str, tracking_uri: str | None = None) -> tuple[str, str]:
+    """(tracking URI, parent run id) of a sweep directory, whose manifest names both, or, with
+    ``tracking_uri``, of the parent run id ``target``."""
+    if tracking_uri is not None:
+        return tracking_uri, target
+    from isobn_tune.sweep_dir import SweepDir, read_manifest, sweep_tracking_uri  # pyarrow: not for a run id
+
+    manifest = read_manifest(SweepDir.parse(target))
+    return sweep_tracking_uri(manifest), manifest["parent_run_id"]
 
 
 def child_runs(client: MlflowClient, experiment_id: str, parent_run_id: str) -> list[Run]:
@@ -48,6 +67,26 @@ def epoch_metrics(tracking_uri: str, parent_run_id: str, key: str) -> dict[str, 
         _trial_id(run): client.get_metric_history(run.info.run_id, key)
         for run in _trial_runs(client, tracking_uri, parent_run_id)
     }
+
+
+def metrics_at_epoch(tracking_uri: str, parent_run_id: str, keys: Iterable[str], epoch: int | None = None
+                     ) -> dict[str, dict[str, float]]:
+    """Some per-epoch metrics of every trial of a sweep at one epoch, by trial id: at ``epoch``, or
+    with None at the trial's best epoch (its latest ``best_epoch``), where its model was kept. A
+    metric the trial did not log there is left out, and so is a trial without a best epoch."""
+    client = MlflowClient(tracking_uri)
+    found = {}
+    for run in _trial_runs(client, tracking_uri, parent_run_id):
+        step = run.data.metrics.get(BEST_EPOCH_METRIC) if epoch is None else epoch
+        if step is None:
+            continue
+        values = {}
+        for key in keys:
+            at_step = [m for m in client.get_metric_history(run.info.run_id, key) if m.step == step]
+            if at_step:  # a resumed trial may log an epoch twice: the last counts
+                values[key] = max(at_step, key=lambda m: m.timestamp).value
+        found[_trial_id(run)] = values
+    return found
 
 
 def _trial_runs(client: MlflowClient, tracking_uri: str, parent_run_id: str) -> list[Run]:

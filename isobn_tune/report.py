@@ -11,7 +11,7 @@ from typing import Any
 from isobn_tune.aggregate import method_table, summarise_groups, sweep_description, table_csv
 from isobn_tune.comparisons import compare_sweep
 from isobn_tune.errors import UserError
-from isobn_tune.mlflow_runs import records_from_mlflow
+from isobn_tune.mlflow_runs import records_from_mlflow, sweep_run
 
 FORMATS = ("md", "csv", "json")
 
@@ -24,13 +24,7 @@ def print_report(target: str, *, tracking_uri: str | None = None, groups: bool =
     on every task where both ran, beside the comparisons with the baseline."""
     if fmt not in FORMATS:
         raise UserError(f"report format {fmt!r}: use one of {', '.join(FORMATS)}")
-    if tracking_uri is None:
-        from isobn_tune.sweep_dir import SweepDir, read_manifest, sweep_tracking_uri
-
-        manifest = read_manifest(SweepDir.parse(target))
-        tracking_uri, run_id = sweep_tracking_uri(manifest), manifest["parent_run_id"]
-    else:
-        run_id = target
+    tracking_uri, run_id = sweep_run(target, tracking_uri)
     records = records_from_mlflow(tracking_uri, run_id)
     if not records:
         raise UserError(f"run {run_id} has no trial runs yet")

@@ -6,8 +6,10 @@ Layout of a sweep directory ``<storage>/<name>/``::
     errored_trials.json  the trials that errored, by task (see errored_trials.py)
     sweep.log         everything Ray, Tune, MLflow and the trials printed (the console shows a summary)
     <task>/           Tune's experiment directory of that task (trials, checkpoints, state)
+    extend-<n>/       an extension's experiments (``isobn-tune extend``), laid out the same way
 
-``resume`` reads the manifest and restores each task's experiment with ``Tuner.restore``.
+``resume`` reads the manifest and restores each experiment with ``Tuner.restore`` (one not
+started yet, an interrupted extension's, starts).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from typing import Any
 import ray
 from ray import tune
 from ray.exceptions import RayError
+from ray.tune.schedulers import FIFOScheduler, PopulationBasedTraining
 
 from isobn_tune.aggregate import (
     TrialRecord,
@@ -39,6 +42,13 @@ from isobn_tune.checkpoint_thinning import ThinFinishedTrials
 from isobn_tune.console import captured_output, say
 from isobn_tune.errored_trials import ErroredTrialRecorder, keep_errored
 from isobn_tune.errors import UserError
+from isobn_tune.extension import (
+    extension_entry,
+    extension_trials,
+    new_points,
+    space_points,
+    top_config_points,
+)
 from isobn_tune.features import default_cache_dir, tokenize_task
 from isobn_tune.glue_data import DataSource, resolve_glue_dir
 from isobn_tune.model import load_tokenizer
@@ -52,9 +62,17 @@ from isobn_tune.preflight import (
 )
 from isobn_tune.progress import ProgressLine
 from isobn_tune.redaction import redact_uri
-from isobn_tune.search import build_param_space, build_scheduler, build_searcher, num_samples
+from isobn_tune.search import (
+    build_param_space,
+    build_scheduler,
+    build_searcher,
+    extension_param_space,
+    num_samples,
+)
 from isobn_tune.space import SweepSpace, effective_space_text, load_space, trial_count, trials_per_task
 from isobn_tune.sweep_dir import (
+    EXTENSIONS_KEY,
+    Experiment,
     SweepDir,
     has_manifest,
     read_manifest,
@@ -125,7 +143,9 @@ def run_sweep(
                 })
                 say(f"MLflow {redact_uri(tracking_uri)} run {tracker.parent_run_id}")
                 say(f"if interrupted: isobn-tune resume {sweep_dir.root}")
-                return _run_tasks(space, sweep_dir, data, tracker, restore=False, retry_errored=False)
+                records = _run_experiments(space, sweep_dir, read_manifest(sweep_dir), data, tracker,
+                                           restore=False, retry_errored=False)
+                return _finish(sweep_dir, tracker, records)
         except BaseException:
             if not has_manifest(sweep_dir):  # bad input creates nothing: its error is on the console
                 _discard_log(sweep_dir)
@@ -158,7 +178,68 @@ def resume_sweep(
             check_fits_cluster(space, address)  # a cluster smaller than the one the sweep began on
             tracker = SweepTracker.resume(tracking_uri, manifest["parent_run_id"])
             say(f"MLflow {redact_uri(tracking_uri)} run {tracker.parent_run_id}")
-            return _run_tasks(space, sweep_dir, data, tracker, restore=True, retry_errored=retry_errored)
+            records = _run_experiments(space, sweep_dir, manifest, data, tracker, restore=True,
+                                       retry_errored=retry_errored)
+            return _finish(sweep_dir, tracker, records)
+
+
+def extend_sweep(
+    path: str,
+    *,
+    top: int | None = None,
+    seeds: Sequence[int] = (),
+    space_file: str | None = None,
+    task: str | None = None,
+    address: str | None = None,
+    tracking_uri: str | None = None,
+    verbose: bool = False,
+) -> SweepOutcome:
+    """Add trials to a sweep, under its MLflow parent run: the ``top`` best configurations of each
+    task (or of ``task``) at ``seeds``, or the grid points of ``space_file``. Trials the sweep has
+    run are never run again; an interrupted sweep is first resumed (its ranking needs its
+    results), an interrupted extension is continued by ``resume``."""
+    if (top is None) == (space_file is None):
+        raise UserError("extend needs either --top K with --seeds, or --space FILE")
+    if top is not None and (top < 1 or not seeds):
+        raise UserError(f"--top {top} --seeds {list(seeds)}: at least one configuration and one seed")
+    sweep_dir = SweepDir.parse(path)
+    manifest = read_manifest(sweep_dir)
+    space = SweepSpace.model_validate(manifest["space"])
+    if task is not None and task not in space.tasks:
+        raise UserError(f"--task {task}: not in sweep {sweep_dir.root}; its tasks: {', '.join(space.tasks)}")
+    new_space = load_space(space_file) if space_file is not None else None
+    tasks = [task] if task is not None else list(new_space.tasks if new_space else space.tasks)
+    wanted = {t: space_points(space, new_space, str(space_file), t) for t in tasks} if new_space else None
+    tracking_uri = sweep_tracking_uri(manifest, tracking_uri)
+    with captured_output(sweep_dir.log_file, verbose=verbose) as log_file:
+        say(f"extending {sweep_dir.root}; full log {log_file}")
+        data = _prepare(space, sweep_dir, tracking_uri, address)
+        with ray_connection(address):
+            check_fits_cluster(space, address)
+            tracker = SweepTracker.resume(tracking_uri, manifest["parent_run_id"])
+            records = _run_experiments(space, sweep_dir, manifest, data, tracker, restore=True,
+                                       retry_errored=False)
+            trials = {
+                t: new_points(space, records[t], t,
+                              wanted[t] if wanted else top_config_points(records[t], t, top, seeds))
+                for t in tasks
+            }
+            how = f"space file {space_file}" if space_file else f"top {top} at seeds {list(seeds)}"
+            if not any(trials.values()):
+                tracker.finish([r for task_records in records.values() for r in task_records])
+                raise UserError(f"nothing to add to {sweep_dir.root}: the sweep has run every trial of the "
+                                f"{how} already")
+            entry = extension_entry(manifest, trials, how)
+            manifest[EXTENSIONS_KEY] = [*manifest.get(EXTENSIONS_KEY, []), entry]
+            write_manifest(sweep_dir, manifest)
+            say(f"{entry['name']}: {sum(map(len, trials.values()))} new trial(s) ({how}); "
+                f"if interrupted: isobn-tune resume {sweep_dir.root}")
+            added = _run_experiments(space, sweep_dir, manifest, data, tracker, restore=False,
+                                     retry_errored=False, only=entry["name"])
+            for name, task_records in added.items():
+                records[name] += task_records
+                tracker.log_task_summary(name, records[name])
+            return _finish(sweep_dir, tracker, records)
 
 
 def _discard_log(sweep_dir: SweepDir) -> None:
@@ -188,8 +269,12 @@ def _prepare(space: SweepSpace, sweep_dir: SweepDir, tracking_uri: str, address:
     return data
 
 
-def _run_tasks(space: SweepSpace, sweep_dir: SweepDir, data: dict[str, TaskData], tracker: SweepTracker,
-               *, restore: bool, retry_errored: bool) -> SweepOutcome:
+def _run_experiments(space: SweepSpace, sweep_dir: SweepDir, manifest: dict[str, Any],
+                     data: dict[str, TaskData], tracker: SweepTracker, *, restore: bool, retry_errored: bool,
+                     only: str | None = None) -> dict[str, list[TrialRecord]]:
+    """Run (or with ``restore``, continue) every Tune experiment of the sweep, or only those of
+    extension ``only``, and return their trials by task. A task's statistics go to the parent run
+    as soon as its last experiment ends."""
     # Tune snapshots the experiment state whenever a trial has saved `checkpoints_to_keep`
     # checkpoints since the last snapshot (so a resume never points at a deleted checkpoint), and
     # warns each time two snapshots fall within 5 s, which short epochs do all the time: the
@@ -204,29 +289,39 @@ def _run_tasks(space: SweepSpace, sweep_dir: SweepDir, data: dict[str, TaskData]
         # MLflow prints the address of each run it ends, built from the full tracking URI: a
         # credential in it would rest in the sweep's log.
         os.environ[QUIET_RUN_URLS_ENV] = "true"
-    records: list[TrialRecord] = []
-    for task in space.tasks:
-        trainable = _trainable(space, data[task])
-        task_dir = sweep_dir.task_dir(task)
-        if restore and tune.Tuner.can_restore(task_dir):
-            keep_errored(sweep_dir, task, retry=retry_errored)
+    every = sweep_dir.experiments(manifest)
+    last_of_task = {e.task: e for e in every}
+    experiments = [e for e in every if only is None or e.extension == only]
+    records: dict[str, list[TrialRecord]] = {}
+    for experiment in experiments:
+        trainable = _trainable(space, data[experiment.task])
+        if restore and tune.Tuner.can_restore(experiment.path):
+            keep_errored(experiment, retry=retry_errored)
             tuner = tune.Tuner.restore(
-                task_dir, trainable=trainable, resume_unfinished=True,
+                experiment.path, trainable=trainable, resume_unfinished=True,
                 resume_errored=retry_errored, restart_errored=False,
             )
         else:
-            tuner = _build_tuner(space, task, sweep_dir, trainable, tracker)
+            tuner = _build_tuner(space, manifest, experiment, trainable, tracker)
         grid = tuner.fit()
-        task_records = [
+        task_records = records.setdefault(experiment.task, [])
+        task_records += [
             record_from_result(_trial_id(r), _trial_config(r), r.metrics, r.error is not None) for r in grid
         ]
-        tracker.log_task_summary(task, task_records)
-        records.extend(task_records)
-    rows = method_table(summarise_groups(records))
-    tracker.finish(records)
+        if only is None and last_of_task[experiment.task] == experiment:
+            tracker.log_task_summary(experiment.task, task_records)
+    return records
+
+
+def _finish(sweep_dir: SweepDir, tracker: SweepTracker, records: dict[str, list[TrialRecord]]
+            ) -> SweepOutcome:
+    """The sweep's table on the parent run and the console; the parent run ends."""
+    every = [r for task_records in records.values() for r in task_records]
+    rows = method_table(summarise_groups(every))
+    tracker.finish(every)
     if rows:
         say(table_markdown(rows))
-    outcome = SweepOutcome(sweep_dir, records, tracker.parent_run_id)
+    outcome = SweepOutcome(sweep_dir, every, tracker.parent_run_id)
     if outcome.errored:
         say(f"{len(outcome.errored)} trial(s) errored; retry them with "
             f"`isobn-tune resume {sweep_dir.root} --retry-errored`")
@@ -241,15 +336,26 @@ def _trainable(space: SweepSpace, data: TaskData) -> Any:
     return tune.with_resources(tune.with_parameters(fine_tune_trial, data=data), resources)
 
 
-def _build_tuner(space: SweepSpace, task: str, sweep_dir: SweepDir, trainable: Any,
+def _build_tuner(space: SweepSpace, manifest: dict[str, Any], experiment: Experiment, trainable: Any,
                  tracker: SweepTracker) -> tune.Tuner:
+    """A new Tune experiment: the sweep's own trials of a task, as its space file says, or an
+    extension's, every trial run to the end (a stopping rule would compare them only with each
+    other, a different population from the sweep's)."""
+    task = experiment.task
+    if experiment.extension is None:
+        param_space, trials = build_param_space(space, task), trials_per_task(space)
+        scheduler, searcher, samples = build_scheduler(space), build_searcher(space), num_samples(space)
+    else:
+        points = extension_trials(manifest, experiment.extension, task)
+        param_space, trials = extension_param_space(space, task, points), len(points)
+        scheduler, searcher, samples = FIFOScheduler(), None, 1
     return tune.Tuner(
         trainable,
-        param_space=build_param_space(space, task),
+        param_space=param_space,
         tune_config=tune.TuneConfig(
-            scheduler=build_scheduler(space),
-            search_alg=build_searcher(space),
-            num_samples=num_samples(space),
+            scheduler=scheduler,
+            search_alg=searcher,
+            num_samples=samples,
             max_concurrent_trials=space.resources.max_concurrent_trials,
             reuse_actors=True,  # a new trial skips the actor start and the torch/transformers import
             trial_name_creator=_trial_name,
@@ -257,7 +363,7 @@ def _build_tuner(space: SweepSpace, task: str, sweep_dir: SweepDir, trainable: A
         ),
         run_config=tune.RunConfig(
             name=task,
-            storage_path=sweep_dir.root,
+            storage_path=experiment.storage,
             # The most recent checkpoints, never "the best by score": a paused trial (group
             # schedulers, PBT) restarts from the checkpoint it was paused at while its next epoch
             # may already be saved, and a score order deletes any checkpoint but the newest that
@@ -267,8 +373,8 @@ def _build_tuner(space: SweepSpace, task: str, sweep_dir: SweepDir, trainable: A
             callbacks=[
                 ErroredTrialRecorder(),
                 tracker.callback(task),
-                ProgressLine(task, total=trials_per_task(space), max_epochs=space.recipe.max_epochs),
-                ThinFinishedTrials(at_end=space.scheduler.type == "pbt"),
+                ProgressLine(task, total=trials, max_epochs=space.recipe.max_epochs),
+                ThinFinishedTrials(at_end=isinstance(scheduler, PopulationBasedTraining)),
             ],
             verbose=0,
         ),

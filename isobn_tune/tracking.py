@@ -50,6 +50,7 @@ from isobn_tune.mlflow_names import (
     ISOBN_EPS_RATIO,
     ISOBN_NEAR_IDENTITY,
     ISOTROPY_ARTIFACT_DIR,
+    ISOTROPY_FIGURE,
     KIND_SWEEP,
     KIND_TAG,
     KIND_TRIAL,
@@ -324,7 +325,7 @@ class TrialLogger(Callback):
             if not stats_file.exists():
                 return
             before, after = load_stats(stats_file)
-            png = plot_isotropy(before, after, Path(tmp) / "isotropy.png",
+            png = plot_isotropy(before, after, Path(tmp) / ISOTROPY_FIGURE,
                                 title=f"{self.task} {trial.trial_id}: [CLS] before / after fine-tuning")
             client.log_artifact(run_id, str(png), ISOTROPY_ARTIFACT_DIR)
             client.log_artifact(run_id, str(stats_file), ISOTROPY_ARTIFACT_DIR)

@@ -11,15 +11,18 @@ RTE's sentence pairs.
 from __future__ import annotations
 
 import csv
+import importlib.util
 import io
 import json
 import math
 import sqlite3
+import sys
 import time
 from collections import defaultdict
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -45,6 +48,7 @@ from ray.tune.result import AUTO_RESULT_KEYS
 from isobn_tune.aggregate import config_group, short_label
 from isobn_tune.isotropy import load_stats
 from isobn_tune.mlflow_names import ISOBN_EPS_RATIO, ISOBN_NEAR_IDENTITY, NEAR_IDENTITY_TAG
+from isobn_tune.mlflow_runs import sweep_run
 from isobn_tune.preflight import resolve_tracking_uri
 from isobn_tune.recipe import TrialConfig
 from isobn_tune.redaction import redact, redact_mapping, redact_text
@@ -55,6 +59,7 @@ from isobn_tune.tracking import SweepTracker
 TASK = "stsb"
 MAX_EPOCHS = 2
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+REPO = Path(__file__).resolve().parent.parent
 
 
 @dataclass
@@ -266,6 +271,44 @@ def test_isotropy_figure_per_trial(sweep: Sweep) -> None:
         files = artifact_files(sweep.client, child.info.run_id)
         assert {"isotropy/isotropy.png", "isotropy/isotropy.npz"} <= set(files)
         assert artifact_bytes(sweep.client, child.info.run_id, "isotropy/isotropy.png").startswith(PNG_MAGIC)
+
+
+def test_isotropy_benchmark_reads_each_methods_best_configuration_at_its_best_epochs(
+    sweep: Sweep, tmp_path: Path
+) -> None:
+    """benchmarks/isotropy.py reads what the sweep logged: per method, the isotropy and IsoBN's
+    activity of its best configuration at each seed's best epoch (as Tune recorded them), median
+    over seeds, after the pretrained encoder's; and copies the logged figure of the median seed."""
+    bench = _benchmark("isotropy")
+    tracking_uri, parent_run_id = sweep_run(sweep.outcome.sweep_dir.root)
+    assert parent_run_id == sweep.parent.info.run_id
+    rows = bench.gather(tracking_uri, parent_run_id)
+    assert [(r.task, r.method) for r in rows] == [(TASK, "pretrained"), (TASK, "isobn"), (TASK, "none")]
+    pretrained, *methods = rows
+    assert pretrained.medians == pytest.approx(
+        {k: np.median([_history(sweep, c, k)[0][1] for c in sweep.children]) for k in bench.ISOTROPY})
+    keys = (*bench.ISOTROPY, *bench.ACTIVITY)
+    for row in methods:
+        mine = [runs for runs in _groups(sweep).values() if runs[0].data.tags["isobn.method"] == row.method]
+        best = max(mine, key=lambda runs: _seed_stats(runs)[0])
+        assert set(row.trial_ids) == {_trial_id(c) for c in best}
+        at_best = [results[results[-1]["best_epoch"] - 1] for results in map(sweep.tune_results, best)]
+        expected = {k: np.median([r[k] for r in at_best]) for k in keys if k in at_best[0]}
+        assert row.medians == pytest.approx(expected)
+        assert (ISOBN_EPS_RATIO in row.medians) == (row.method == "isobn")
+        flags = [r[ISOBN_NEAR_IDENTITY] for r in at_best if ISOBN_NEAR_IDENTITY in r]
+        assert row.near_identity == (sum(flags) if row.method == "isobn" else None)
+        figure = bench.copy_figure(tracking_uri, parent_run_id, row, tmp_path)
+        assert figure.read_bytes().startswith(PNG_MAGIC)
+
+
+def _benchmark(name: str) -> ModuleType:
+    """A script of benchmarks/ as a module (they are scripts, not a package)."""
+    spec = importlib.util.spec_from_file_location(f"benchmarks_{name}", REPO / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
 
 
 def test_best_epoch_and_best_dev_metric(sweep: Sweep) -> None:
