@@ -94,6 +94,25 @@ def _parser() -> argparse.ArgumentParser:
     resume.add_argument("--verbose", action="store_true", help="as for run")
     resume.set_defaults(func=_resume)
 
+    extend = sub.add_parser(
+        "extend", help="add trials to a sweep under its MLflow run: more seeds for its best "
+                       "configurations, or the grid points of another space file",
+        description="Add trials to a finished sweep, in its directory and under its MLflow parent run, "
+        "never re-running a trial it has run. Interrupted, it continues with `isobn-tune resume`.",
+    )
+    extend.add_argument("dir", help="the sweep directory `run` printed (<storage>/<name>)")
+    what = extend.add_mutually_exclusive_group(required=True)
+    what.add_argument("--top", type=int, metavar="K",
+                      help="the K best configurations of each task by seed median (with --seeds)")
+    what.add_argument("--space", metavar="FILE", help="a space file with the sweep's model, data and recipe "
+                                                      "and new grid values (new lr or beta values)")
+    extend.add_argument("--seeds", help="seeds to add with --top: 6-10, 6,8,11 or 1-3,7")
+    extend.add_argument("--task", help="only this task (default: every task of the sweep, or of --space)")
+    extend.add_argument("--address", help="Ray cluster address (default: local)")
+    extend.add_argument("--tracking-uri", help="as for resume")
+    extend.add_argument("--verbose", action="store_true", help="as for run")
+    extend.set_defaults(func=_extend)
+
     report = sub.add_parser("report", help="what a sweep found: the task x method table (median ± std "
                                            "over seeds) and paired seed comparisons with verdicts")
     report.add_argument("target", help="a sweep directory, or an MLflow parent run id (with --tracking-uri)")
@@ -132,6 +151,7 @@ def _parser() -> argparse.ArgumentParser:
     ui.add_argument("--tracking-uri", help="MLflow tracking URI (default: the sweep's)")
     ui.add_argument("--port", type=int, help="port on 127.0.0.1 (default: a free one)")
     ui.set_defaults(func=_ui)
+
     return parser
 
 
@@ -294,6 +314,26 @@ def _resume(args: argparse.Namespace) -> int:
                                        retry_errored=args.retry_errored, verbose=args.verbose))
 
 
+def _extend(args: argparse.Namespace) -> int:
+    from isobn_tune.extension import parse_seeds
+    from isobn_tune.space import load_space
+    from isobn_tune.sweep_dir import SweepDir, read_manifest
+
+    if (args.top is not None) != (args.seeds is not None):
+        raise UserError("--top and --seeds go together: extend --top K --seeds 6-10")
+    seeds = parse_seeds(args.seeds) if args.seeds is not None else []
+    # Bad input fails in seconds, before torch, Ray Tune and MLflow are imported.
+    read_manifest(SweepDir.parse(args.dir))
+    if args.space is not None:
+        load_space(args.space)
+    from isobn_tune.runner import extend_sweep, main_exit_code
+
+    return main_exit_code(extend_sweep(
+        args.dir, top=args.top, seeds=seeds, space_file=args.space, task=args.task, address=args.address,
+        tracking_uri=args.tracking_uri, verbose=args.verbose,
+    ))
+
+
 def _report(args: argparse.Namespace) -> int:
     from isobn_tune.report import print_report
 
@@ -329,10 +369,6 @@ def _ui(args: argparse.Namespace) -> int:
     from isobn_tune.ui import browse
 
     return browse(args.dir, tracking_uri=args.tracking_uri, port=args.port)
-
-
-# ----- `show` ------------------------------------------------------------------------------------
-SHOWN_TRIALS = 8
 
 
 def format_space_summary(space: SweepSpace) -> str:

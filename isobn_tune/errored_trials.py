@@ -2,11 +2,12 @@
 
 Ray 2.60 does not save the ERROR status of a trial whose worker process died (OOM kill, lost
 node) after its last retry: its saved state stays RUNNING, and ``Tuner.restore`` would continue
-it. A driver callback records every trial that errors in ``<sweep>/errored_trials.json`` (task ->
-trial id -> its error's last line); before a restore, :func:`keep_errored` writes ERROR into
-Tune's saved state for those trials (``Tuner.restore`` takes no per-trial choice), so Tune leaves
-them errored unless asked to retry them. The record lives beside the task directories, not in
-them: Tune re-uploads a task directory from its staging copy, which would bring back stale files.
+it. A driver callback records every trial that errors in ``errored_trials.json`` beside its
+experiment's directory (task -> trial id -> its error's last line); before a restore,
+:func:`keep_errored` writes ERROR into Tune's saved state for those trials (``Tuner.restore``
+takes no per-trial choice), so Tune leaves them errored unless asked to retry them. The record
+lives beside the task directories, not in them: Tune re-uploads a task directory from its staging
+copy, which would bring back stale files.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import pyarrow.fs
 from ray.tune import Callback
 from ray.tune.experiment import Trial
 
-from isobn_tune.sweep_dir import SweepDir, filesystem
+from isobn_tune.sweep_dir import Experiment, filesystem, join
 
 ERRORED_FILE = "errored_trials.json"
 _STATE_FILES = "experiment_state-*.json"  # Tune's saved experiment state, newest name last
@@ -39,17 +40,17 @@ class ErroredTrialRecorder(Callback):
         _write_json(fs, path, record)
 
 
-def keep_errored(sweep_dir: SweepDir, task: str, *, retry: bool) -> None:
-    """Mark the recorded trials of ``task`` errored in Tune's newest saved state; with ``retry``
-    (they are about to be resumed) forget them, so that an interrupted retry continues."""
-    fs, path = filesystem(f"{sweep_dir.root}/{ERRORED_FILE}")
+def keep_errored(experiment: Experiment, *, retry: bool) -> None:
+    """Mark the recorded trials of ``experiment`` errored in Tune's newest saved state; with
+    ``retry`` (they are about to be resumed) forget them, so that an interrupted retry continues."""
+    fs, path = filesystem(join(experiment.storage, ERRORED_FILE))
     record = _read_json(fs, path, {})
-    recorded = record.get(task, {})
+    recorded = record.get(experiment.task, {})
     if not recorded:
         return
-    _mark_errored(sweep_dir.task_dir(task), set(recorded))
+    _mark_errored(experiment.path, set(recorded))
     if retry:
-        del record[task]
+        del record[experiment.task]
         _write_json(fs, path, record)
 
 

@@ -23,7 +23,7 @@ from isobn_tune.classifier_io import check_output_dir, save_classifier
 from isobn_tune.errors import UserError
 from isobn_tune.mlflow_names import BEST_DEV_METRIC
 from isobn_tune.mlflow_runs import records_from_mlflow
-from isobn_tune.sweep_dir import SweepDir, filesystem, read_manifest, sweep_tracking_uri
+from isobn_tune.sweep_dir import SweepDir, filesystem, join, read_manifest, sweep_tracking_uri
 from isobn_tune.tasks import get_task
 
 PARAMS_FILE = "params.json"  # the config Tune ran the trial with, in the trial's directory
@@ -56,7 +56,7 @@ def export_trial(
     record = chosen_trial(records, task.name, trial_id)
     origin = {"sweep": sweep_dir.root, "parent_run_id": parent_run_id, "trial_id": record.trial_id,
               BEST_DEV_METRIC: record.best_objective}
-    write_trial_classifier(sweep_dir, task.name, record.trial_id, to,
+    write_trial_classifier(trial_dir(sweep_dir, manifest, task.name, record.trial_id), to,
                            max_seq_length=manifest["space"]["data"]["max_seq_length"], origin=origin)
     info = log_classifier(tracking_uri, parent_run_id, to, trial_id=record.trial_id, register=register)
     version = info.registered_model_version
@@ -82,8 +82,18 @@ def chosen_trial(records: Sequence[TrialRecord], task: str, trial_id: str | None
     return max(seeds, key=lambda r: (r.best_objective, -r.config.seed))
 
 
+def trial_dir(sweep_dir: SweepDir, manifest: dict[str, Any], task: str, trial_id: str) -> str:
+    """The directory of trial ``trial_id`` of ``task``, in whichever of the task's experiments (the
+    sweep's own or an extension's) ran it."""
+    for experiment in sweep_dir.experiments(manifest, task):
+        fs, path = filesystem(join(experiment.path, trial_id))
+        if fs.get_file_info(path).type == pyarrow.fs.FileType.Directory:
+            return join(experiment.path, trial_id)
+    raise UserError(f"trial {trial_id} of {task} has no directory in {sweep_dir.root}")
+
+
 def write_trial_classifier(
-    sweep_dir: SweepDir, task: str, trial_id: str, to: Path, *, max_seq_length: int, origin: dict[str, Any]
+    trial_path: str, to: Path, *, max_seq_length: int, origin: dict[str, Any]
 ) -> None:
     """The best-epoch model in the trial's newest checkpoint holding one, as a classifier directory
     (a finished trial keeps it only in its newest registered checkpoint)."""
@@ -92,17 +102,17 @@ def write_trial_classifier(
     from isobn_tune.model import load_tokenizer
     from isobn_tune.recipe import TrialConfig
 
-    fs, trial_dir = filesystem(f"{sweep_dir.task_dir(task)}/{trial_id}")
-    found = fs.get_file_info(pyarrow.fs.FileSelector(trial_dir, allow_not_found=True, recursive=True))
+    fs, path = filesystem(trial_path)
+    found = fs.get_file_info(pyarrow.fs.FileSelector(path, allow_not_found=True, recursive=True))
     checkpoints = sorted(PurePosixPath(info.path) for info in found
                          if PurePosixPath(info.path).parent.name.startswith(CHECKPOINT_PREFIX))
     if not checkpoints:
-        raise UserError(f"trial {trial_id} has no checkpoint in {sweep_dir.task_dir(task)}/{trial_id}")
+        raise UserError(f"{trial_path} has no checkpoint")
     best_models = [path for path in checkpoints if path.name == BEST_MODEL_FILE]
     if not best_models:
         raise UserError(f"{checkpoints[-1].parent} has no {BEST_MODEL_FILE}: it was saved by an older "
                         "isobn-tune, which kept no best-epoch model")
-    cfg = TrialConfig.from_dict(json.loads(_read(fs, f"{trial_dir}/{PARAMS_FILE}")))
+    cfg = TrialConfig.from_dict(json.loads(_read(fs, f"{path}/{PARAMS_FILE}")))
     best = torch.load(io.BytesIO(_read(fs, str(best_models[-1]))), map_location="cpu")
     save_classifier(to, best, load_tokenizer(cfg.model), cfg, max_seq_length, origin=origin)
 

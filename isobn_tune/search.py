@@ -45,6 +45,13 @@ def build_param_space(space: SweepSpace, task: str) -> dict[str, Any]:
     return fixed_config(space, task) | {GRID_POINT_KEY: tune.grid_search(grid_points(space))}
 
 
+def extension_param_space(space: SweepSpace, task: str, points: list[dict[str, Any]]) -> dict[str, Any]:
+    """Tune's ``param_space`` for an extension's trials (:mod:`isobn_tune.extension`): its grid
+    points, in order, beside the sweep's fixed values. Each point holds every grid field, so an
+    Optuna sweep's configurations extend the same way as a grid's."""
+    return fixed_config(space, task) | {GRID_POINT_KEY: tune.grid_search(points)}
+
+
 def num_samples(space: SweepSpace) -> int:
     """Tune's ``num_samples``: one pass over the grid, or points x seeds for Optuna."""
     return trials_per_task(space) if space.optuna is not None else 1

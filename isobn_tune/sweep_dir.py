@@ -41,6 +41,7 @@ class Experiment:
 
     storage: str
     task: str
+    extension: str | None = None  # its name, for an extension's experiment
 
     @property
     def path(self) -> str:
@@ -79,7 +80,8 @@ class SweepDir:
         each extension's (``isobn-tune extend``) in the order they were made."""
         found = [Experiment(self.root, name) for name in manifest["space"]["tasks"]]
         for extension in manifest.get(EXTENSIONS_KEY, []):
-            found += [Experiment(join(self.root, extension["name"]), name) for name in extension["tasks"]]
+            storage = join(self.root, extension["name"])
+            found += [Experiment(storage, name, extension["name"]) for name in extension["tasks"]]
         return [e for e in found if task is None or e.task == task]
 
     @classmethod
@@ -183,7 +185,8 @@ def _at_rest(manifest: dict[str, Any]) -> dict[str, Any]:
         out["space_file"] = redact(out["space_file"])
     if "tracking_uri" in out:
         out["tracking_uri"] = stored_uri(manifest["tracking_uri"])
-        out["resume_env"] = resume_env(manifest["tracking_uri"])
+        # A manifest written again (an extension added) keeps what the first write found.
+        out["resume_env"] = manifest.get("resume_env", resume_env(manifest["tracking_uri"]))
     return out
 
 

@@ -29,7 +29,6 @@ from isobn_tune.export import PARAMS_FILE, write_trial_classifier
 from isobn_tune.glue_data import DataSource, load_split, subsample
 from isobn_tune.metrics import compute_metrics, selection_value
 from isobn_tune.mlflow_names import BEST_DEV_METRIC, TASK_TAG, TRIAL_TAG, best_group_tag, model_name
-from isobn_tune.sweep_dir import SweepDir
 from isobn_tune.tasks import get_task
 
 MAX_DEV = 64
@@ -71,8 +70,7 @@ def test_every_trials_exported_model_reproduces_its_logged_best_dev_metric_exact
     for run in sweep.children:
         task, trial_id = run.data.tags[TASK_TAG], run.data.tags[TRIAL_TAG]
         to = tmp_path / trial_id
-        write_trial_classifier(SweepDir.parse(str(sweep.sweep_dir)), task, trial_id, to,
-                               max_seq_length=MAX_SEQ, origin={})
+        write_trial_classifier(str(sweep.sweep_dir / task / trial_id), to, max_seq_length=MAX_SEQ, origin={})
         classifier = load_classifier(to)
         assert not classifier.model.training
         if run.data.params["cls_norm"] == "isobn":
@@ -140,8 +138,7 @@ def test_export_logs_a_pyfunc_on_the_parent_run_predicting_label_names(sweep, gl
 def test_predict_writes_a_glue_submission_from_test_and_dev_layouts(sweep, glue_dir, tmp_path):
     model = tmp_path / "rte-model"
     trial = next(r for r in sweep.children if r.data.tags[TASK_TAG] == "rte").data.tags[TRIAL_TAG]
-    write_trial_classifier(SweepDir.parse(str(sweep.sweep_dir)), "rte", trial, model, max_seq_length=MAX_SEQ,
-                           origin={})
+    write_trial_classifier(str(sweep.sweep_dir / "rte" / trial), model, max_seq_length=MAX_SEQ, origin={})
     dev = glue_dir / "RTE" / "dev.tsv"
     with dev.open(newline="") as f:
         rows = list(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE))[1:21]
@@ -164,8 +161,7 @@ def test_predict_writes_a_glue_submission_from_test_and_dev_layouts(sweep, glue_
 def test_predict_writes_stsb_scores_as_floats(sweep, glue_dir, tmp_path):
     model = tmp_path / "stsb-model"
     trial = next(r for r in sweep.children if r.data.tags[TASK_TAG] == "stsb").data.tags[TRIAL_TAG]
-    write_trial_classifier(SweepDir.parse(str(sweep.sweep_dir)), "stsb", trial, model, max_seq_length=MAX_SEQ,
-                           origin={})
+    write_trial_classifier(str(sweep.sweep_dir / "stsb" / trial), model, max_seq_length=MAX_SEQ, origin={})
     out = tmp_path / "STS-B.tsv"
     dev = glue_dir / "STS-B" / "dev.tsv"
     assert main(["predict", str(model), "--input", str(dev), "--out", str(out)]) == 0
