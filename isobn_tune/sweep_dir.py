@@ -86,16 +86,30 @@ class SweepDir:
 
     @classmethod
     def parse(cls, path: str) -> SweepDir:
+        """A sweep directory as given: a local path, or a URI whose query (the filesystem's
+        options) stays with the storage, so that every path built from it keeps it."""
+        path, query = _split_query(path)
         path = path.rstrip("/")
         if "://" not in path:
             path = str(Path(path).expanduser().resolve())
         storage, _, name = path.rpartition("/")
-        return cls(storage, name)
+        return cls(storage + query, name)
 
 
 def join(base: str, *parts: str) -> str:
-    """``base`` (a local path or a URI) with path segments appended."""
-    return "/".join([base.rstrip("/"), *parts])
+    """``base`` (a local path or a URI) with path segments appended; in a URI before its query
+    (``s3://b/p?endpoint_override=h:9000&scheme=http`` + ``s1`` -> ``s3://b/p/s1?endpoint_...``),
+    which pyarrow reads as the filesystem's options."""
+    path, query = _split_query(base)
+    return "/".join([path.rstrip("/"), *parts]) + query
+
+
+def _split_query(path: str) -> tuple[str, str]:
+    """A URI's path part and its ``?query`` (empty for a local path or a URI without one)."""
+    if "://" not in path or "?" not in path:
+        return path, ""
+    path, _, query = path.partition("?")
+    return path, f"?{query}"
 
 
 def filesystem(uri_or_path: str) -> tuple[pyarrow.fs.FileSystem, str]:

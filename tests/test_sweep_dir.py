@@ -16,6 +16,7 @@ from isobn_tune.sweep_dir import (
     URI_ENV,
     SweepDir,
     has_manifest,
+    join,
     read_manifest,
     sweep_tracking_uri,
     write_manifest,
@@ -30,6 +31,20 @@ def test_parse_local_relative_path_and_uri(tmp_path: Path, monkeypatch: pytest.M
     remote = SweepDir.parse("s3://bucket/sweeps/my-sweep")
     assert (remote.storage, remote.name, remote.manifest) == (
         "s3://bucket/sweeps", "my-sweep", f"s3://bucket/sweeps/my-sweep/{MANIFEST}")
+
+
+def test_a_uri_s_query_stays_at_its_end(tmp_path: Path) -> None:
+    """pyarrow reads a URI's query as the filesystem's options (MinIO, Ceph): paths of the sweep
+    go before it."""
+    query = "?endpoint_override=127.0.0.1:9000&scheme=http"
+    sweep = SweepDir.parse(f"s3://sweeps/isobn/s1/{query}")
+    assert (sweep.storage, sweep.name) == (f"s3://sweeps/isobn{query}", "s1")
+    assert sweep.root == f"s3://sweeps/isobn/s1{query}"
+    assert sweep.manifest == f"s3://sweeps/isobn/s1/{MANIFEST}{query}"
+    assert sweep.task_dir("rte") == f"s3://sweeps/isobn/s1/rte{query}"
+    assert join(sweep.root, "extend-1", "rte") == f"s3://sweeps/isobn/s1/extend-1/rte{query}"
+    assert SweepDir(f"s3://sweeps/isobn{query}", "s1") == sweep
+    assert join(str(tmp_path / "odd?name"), "s1") == f"{tmp_path}/odd?name/s1"  # a local path has no query
 
 
 def test_manifest_round_trip_is_private(tmp_path: Path) -> None:
