@@ -152,6 +152,11 @@ def _parser() -> argparse.ArgumentParser:
     ui.add_argument("--port", type=int, help="port on 127.0.0.1 (default: a free one)")
     ui.set_defaults(func=_ui)
 
+    sync = sub.add_parser("sync", help="log to MLflow what a sweep's runs lack of its trials' results (after "
+                                       "its tracking server was unreachable); a second sync changes nothing")
+    sync.add_argument("dir", help="a sweep directory")
+    sync.add_argument("--tracking-uri", help="as for resume")
+    sync.set_defaults(func=_sync)
     return parser
 
 
@@ -369,6 +374,16 @@ def _ui(args: argparse.Namespace) -> int:
     from isobn_tune.ui import browse
 
     return browse(args.dir, tracking_uri=args.tracking_uri, port=args.port)
+
+
+def _sync(args: argparse.Namespace) -> int:
+    from isobn_tune.tracking_sync import sync_command
+
+    synced = sync_command(args.dir, tracking_uri=args.tracking_uri)
+    parent = f"; statistics of {', '.join(synced.tasks)} logged again" if synced.tasks else ""
+    ended = "; the parent run ended" if synced.finished else ""
+    print(f"logged {synced.epochs} epoch(s) and {synced.ends} trial end(s){parent}{ended}")
+    return 0
 
 
 def format_space_summary(space: SweepSpace) -> str:

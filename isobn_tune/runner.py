@@ -82,6 +82,7 @@ from isobn_tune.sweep_dir import (
 )
 from isobn_tune.tasks import get_task
 from isobn_tune.tracking import SweepTracker
+from isobn_tune.tracking_sync import finish_tracking, sync_sweep
 from isobn_tune.trainable import fine_tune_trial
 
 EXCESSIVE_SNAPSHOT_WARNING_ENV = "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S"
@@ -176,6 +177,8 @@ def resume_sweep(
         data = _prepare(space, sweep_dir, tracking_uri, address)
         with ray_connection(address):
             check_fits_cluster(space, address)  # a cluster smaller than the one the sweep began on
+            # What an unreachable tracking server kept out of MLflow, before anything runs again.
+            sync_sweep(SweepTracker.of(tracking_uri, manifest["parent_run_id"]), sweep_dir, manifest)
             tracker = SweepTracker.resume(tracking_uri, manifest["parent_run_id"])
             say(f"MLflow {redact_uri(tracking_uri)} run {tracker.parent_run_id}")
             records = _run_experiments(space, sweep_dir, manifest, data, tracker, restore=True,
@@ -318,7 +321,7 @@ def _finish(sweep_dir: SweepDir, tracker: SweepTracker, records: dict[str, list[
     """The sweep's table on the parent run and the console; the parent run ends."""
     every = [r for task_records in records.values() for r in task_records]
     rows = method_table(summarise_groups(every))
-    tracker.finish(every)
+    finish_tracking(tracker, sweep_dir, every)
     if rows:
         say(table_markdown(rows))
     outcome = SweepOutcome(sweep_dir, every, tracker.parent_run_id)

@@ -11,15 +11,16 @@ import json
 import math
 import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from mlflow.entities import Metric, Param, RunTag
+import pyarrow.fs
+from mlflow.entities import Metric, Param, Run, RunTag
 from mlflow.tracking import MlflowClient
 from ray.tune import Callback
 from ray.tune.experiment import Trial
-from ray.tune.result import AUTO_RESULT_KEYS
+from ray.tune.result import AUTO_RESULT_KEYS, EXPR_RESULT_FILE
 
 from isobn_tune.aggregate import (
     TrialRecord,
@@ -44,6 +45,7 @@ from isobn_tune.isotropy import load_stats, plot_isotropy
 from isobn_tune.metrics import OBJECTIVE
 from isobn_tune.mlflow_names import (
     BEST_DEV_METRIC,
+    EPOCH_METRIC,
     ERROR_TAG,
     FIGURES_ARTIFACT_DIR,
     GROUP_TAG,
@@ -89,6 +91,7 @@ from isobn_tune.recipe import TrialConfig
 from isobn_tune.redaction import redact, redact_mapping, redact_text
 from isobn_tune.space import SweepSpace, trial_count
 from isobn_tune.sweep_dir import stored_uri
+from isobn_tune.tracking_outage import Outage
 
 _MLFLOW_STATUS = {"finished": "FINISHED", "stopped": "FINISHED", "errored": "FAILED"}
 _TUNE_KEYS = frozenset(AUTO_RESULT_KEYS)  # what Tune adds to every result: not the trial's own
@@ -97,6 +100,7 @@ _TUNE_KEYS = frozenset(AUTO_RESULT_KEYS)  # what Tune adds to every result: not 
 # Parent run id -> the full tracking URI this process opened it with, for the trackers Tune
 # unpickles from the sweep directory (where they rest without credentials).
 _OPENED_URIS: dict[str, str] = {}
+_OUTAGES: dict[str, Outage] = {}  # parent run id -> its sweep's tracking outage state, in this process
 
 
 class SweepTracker:
@@ -107,6 +111,7 @@ class SweepTracker:
         self.experiment_id = experiment_id
         self.parent_run_id = parent_run_id
         _OPENED_URIS[parent_run_id] = tracking_uri
+        _OUTAGES[parent_run_id] = Outage(tracking_uri)
 
     def __getstate__(self) -> dict[str, Any]:
         """As Tune saves it in the sweep directory (``tuner.pkl``): the URI without credentials."""
@@ -116,6 +121,11 @@ class SweepTracker:
         """Restored by a resume, which opened the parent run with the full URI first."""
         opened = _OPENED_URIS.get(state["parent_run_id"], state["tracking_uri"])
         self.__dict__ = state | {"tracking_uri": opened}
+
+    @property
+    def outage(self) -> Outage:
+        """The guard of every MLflow call of the sweep's driver (shared with the trackers Tune unpickles)."""
+        return _OUTAGES.setdefault(self.parent_run_id, Outage(self.tracking_uri))
 
     @property
     def client(self) -> MlflowClient:
@@ -141,12 +151,17 @@ class SweepTracker:
         return cls(tracking_uri, experiment_id, run.info.run_id)
 
     @classmethod
+    def of(cls, tracking_uri: str, parent_run_id: str) -> SweepTracker:
+        """The parent run of an existing sweep, as it is."""
+        return cls(tracking_uri, MlflowClient(tracking_uri).get_run(parent_run_id).info.experiment_id,
+                   parent_run_id)
+
+    @classmethod
     def resume(cls, tracking_uri: str, parent_run_id: str) -> SweepTracker:
         """Continue the parent run of an interrupted sweep (no new parent)."""
-        client = MlflowClient(tracking_uri)
-        run = client.get_run(parent_run_id)
-        client.update_run(parent_run_id, status="RUNNING")
-        return cls(tracking_uri, run.info.experiment_id, parent_run_id)
+        tracker = cls.of(tracking_uri, parent_run_id)
+        tracker.client.update_run(parent_run_id, status="RUNNING")
+        return tracker
 
     def callback(self, task: str) -> TrialLogger:
         return TrialLogger(self, task)
@@ -163,6 +178,11 @@ class SweepTracker:
             "grid.eps_mode: [relative] lets it act")
 
     def log_task_summary(self, task: str, records: list[TrialRecord]) -> None:
+        """:meth:`write_task_summary`, unless MLflow is unreachable: then the sweep's end (or
+        ``isobn-tune sync``) logs it from Tune's results."""
+        self.outage.attempt(self.write_task_summary, task, records)
+
+    def write_task_summary(self, task: str, records: list[TrialRecord]) -> None:
         """Per configuration group of ``task``: median and std over seeds of the best dev metric
         as parent metrics ``<task>/<label>/median|std|n_seeds``, the best group as tags and
         ``<task>/best_median``, the groups and the resolved trial configs as JSON artifacts."""
@@ -187,7 +207,11 @@ class SweepTracker:
         configs = [r.config.to_dict() | {"trial_id": r.trial_id, "status": r.status} for r in records]
         _log_json(client, self.parent_run_id, configs, trial_configs_artifact(task))
 
-    def finish(self, records: Iterable[TrialRecord]) -> None:
+    def finish(self, records: Iterable[TrialRecord]) -> bool:
+        """:meth:`write_finish`, unless MLflow is unreachable; whether it was logged."""
+        return self.outage.attempt(self.write_finish, records)
+
+    def write_finish(self, records: Iterable[TrialRecord]) -> None:
         """The task x method table with the paired comparisons as CSV and Markdown artifacts and as
         the parent run's description (its page shows it); the parent run ends."""
         records = [_redacted(r) for r in records]
@@ -219,71 +243,99 @@ class TrialLogger(Callback):
     isotropy figures; with ``race_by_config``, why a race stopped it, and on the parent the list
     of a task's race stops. Runs in the driver, so trials finishing together are logged one after
     the other. On resume a trial that already has a child run keeps it, and epochs it already
-    logged are not logged again."""
+    logged are not logged again.
+
+    Every call goes through the sweep's :class:`Outage`: while MLflow is unreachable nothing is
+    logged, and a later callback (or the experiment's end) catches up from Tune's results."""
 
     def __init__(self, tracker: SweepTracker, task: str) -> None:
         self.tracker = tracker
         self.task = task
         self._runs: dict[str, str] = {}
-        self._logged_epochs: dict[str, int] = {}
+        self._logged_epochs: dict[str, set[int]] = {}  # per trial, the steps its run holds
+        self._ended: set[str] = set()  # trials whose end a catch-up logged
+
+    def _run(self, trial: Trial) -> Run:
+        """The trial's child run, created as at the trial's start if it has none; the epochs it
+        holds are remembered, each one (a history may have gaps)."""
+        client, tr = self.tracker.client, self.tracker
+        run = find_child(client, tr.experiment_id, tr.parent_run_id, trial.trial_id)
+        if run is None:
+            run = self._create_child(client, trial)
+            logged = set()
+        else:
+            logged = {int(m.step) for m in client.get_metric_history(run.info.run_id, EPOCH_METRIC)}
+        self._runs[trial.trial_id] = run.info.run_id
+        self._logged_epochs[trial.trial_id] = logged
+        return run
 
     def _child(self, trial: Trial) -> str:
+        """The run of a trial that runs: a resumed trial's run is running again."""
         if trial.trial_id not in self._runs:
-            client = self.tracker.client
-            found = find_child(client, self.tracker.experiment_id, self.tracker.parent_run_id, trial.trial_id)
-            if found is None:
-                run_id = self._create_child(client, trial)
-            else:
-                run_id = found.info.run_id
-                client.update_run(run_id, status="RUNNING")
-                history = client.get_metric_history(run_id, "epoch")
-                self._logged_epochs[trial.trial_id] = max((int(m.step) for m in history), default=0)
-            self._runs[trial.trial_id] = run_id
+            run = self._run(trial)
+            if run.info.status != "RUNNING":
+                self.tracker.client.update_run(run.info.run_id, status="RUNNING")
         return self._runs[trial.trial_id]
 
-    def _create_child(self, client: MlflowClient, trial: Trial) -> str:
+    def _create_child(self, client: MlflowClient, trial: Trial) -> Run:
         cfg = _redacted_config(TrialConfig.from_dict(trial.config))
         values = cfg.to_dict()
         tr = self.tracker
-        run_id = client.create_run(
+        run = client.create_run(
             tr.experiment_id, run_name=run_label(cfg),
             tags={PARENT_TAG: tr.parent_run_id, TRIAL_TAG: trial.trial_id, TASK_TAG: self.task,
                   SEED_TAG: str(cfg.seed), GROUP_TAG: config_group(cfg),
                   METHOD_TAG: cfg.cls_norm, STATUS_TAG: "running", KIND_TAG: KIND_TRIAL},
-        ).info.run_id
-        client.log_batch(run_id, params=[Param(k, _param_value(v)) for k, v in values.items()])
-        _log_json(client, run_id, values, TRIAL_CONFIG_ARTIFACT)
-        return run_id
+        )
+        client.log_batch(run.info.run_id, params=[Param(k, _param_value(v)) for k, v in values.items()])
+        _log_json(client, run.info.run_id, values, TRIAL_CONFIG_ARTIFACT)
+        return run
+
+    def _track(self, trials: list[Trial], log: Callable[..., None], *args: Any) -> None:
+        """``log(*args)`` through the outage guard; while MLflow is behind, first a catch-up when
+        one is due (this callback's own result is not in Tune's files yet: it is logged after)."""
+        outage = self.tracker.outage
+        if outage.catch_up(lambda: self._catch_up_running(trials)):
+            outage.attempt(log, *args)
 
     def on_trial_start(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
-        self._child(trial)
+        self._track(trials, self._child, trial)
 
     def on_trial_result(
         self, iteration: int, trials: list[Trial], trial: Trial, result: dict, **info: Any
     ) -> None:
+        self._track(trials, self._log_result, trial, result)
+
+    def _log_result(self, trial: Trial, result: dict) -> None:
         run_id = self._child(trial)
+        logged = self._logged_epochs[trial.trial_id]
         step = int(result.get("epoch", 0))
-        if step <= self._logged_epochs.get(trial.trial_id, 0):
-            return
-        now = _now_ms()
-        metrics = [
-            Metric(k, float(v), now, step) for k, v in result.items()
-            if k not in _TUNE_KEYS and _is_number(v)
-        ]
-        self.tracker.client.log_batch(run_id, metrics=metrics)
+        if step not in logged:
+            self.tracker.client.log_batch(run_id, metrics=_epoch_metrics(result, _now_ms()))
+            logged.add(step)
 
     def on_trial_recover(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
+        self._track(trials, self._log_retried, trial)
+
+    def _log_retried(self, trial: Trial) -> None:
         self.tracker.client.set_tag(self._child(trial), RETRIED_TAG, str(trial.run_metadata.num_failures))
 
     def on_trial_complete(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
-        self._end(trial, trials, errored=False)
+        self._track(trials, self._end, trial, trials, False)
 
     def on_trial_error(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
-        self._end(trial, trials, errored=True)
+        self._track(trials, self._end, trial, trials, True)
 
     def on_experiment_end(self, trials: list[Trial], **info: Any) -> None:
-        """The task's race stops on the parent (also when interrupted: a resume rewrites them)."""
-        stops = saved_race_stops(trials[0].storage.experiment_driver_staging_path) if trials else None
+        """The last catch-up of the task, if behind; the task's race stops on the parent (also when
+        interrupted: a resume rewrites them)."""
+        outage = self.tracker.outage
+        if trials and outage.catch_up(lambda: self._catch_up_running(trials), now=True):
+            outage.attempt(self.log_race_stops, trials, trials[0].storage.experiment_driver_staging_path)
+
+    def log_race_stops(self, trials: list[Trial], experiment_dir: str) -> None:
+        """The stops a race saved in ``experiment_dir``, as the parent's ``race/<task>.json``."""
+        stops = saved_race_stops(experiment_dir)
         if stops is None:
             return
         names = _group_names(trials)
@@ -295,14 +347,53 @@ class TrialLogger(Callback):
         )
         _log_json(self.tracker.client, self.tracker.parent_run_id, rows, race_artifact(self.task))
 
+    def _catch_up_running(self, trials: list[Trial]) -> None:
+        """Catch up every started trial of the running experiment, from the driver's copy of Tune's
+        results (the newest)."""
+        for trial in trials:
+            if trial.status != Trial.PENDING:
+                errored = trial.status == Trial.ERROR
+                rows = result_rows(pyarrow.fs.LocalFileSystem(), trial.local_path)
+                self.catch_up(trial, trials, rows, ended=errored or trial.status == Trial.TERMINATED,
+                              errored=errored, error_line=last_error_line(trial) if errored else "",
+                              experiment_dir=trial.storage.experiment_driver_staging_path)
+
+    def catch_up(self, trial: Trial, trials: list[Trial], rows: list[dict[str, Any]], *, ended: bool,
+                 errored: bool, error_line: str, experiment_dir: str) -> tuple[int, bool]:
+        """Log what MLflow lacks of one trial: its run, each epoch of ``rows`` (Tune's results)
+        missing from the run's history (step = epoch, at the time Tune received it) and, once
+        the trial has ended, its end unless the run shows it already. Returns the number of
+        epochs logged and whether the end was."""
+        run = self._run(trial)
+        client, run_id = self.tracker.client, run.info.run_id
+        logged = self._logged_epochs[trial.trial_id]
+        missing = [row for row in first_per_epoch(rows) if int(row["epoch"]) not in logged]
+        for row in missing:
+            client.log_batch(run_id, metrics=_epoch_metrics(row, int(row.get("timestamp", 0) * 1000)))
+            logged.add(int(row["epoch"]))
+        if not ended:
+            return len(missing), False
+        self._ended.add(trial.trial_id)
+        status = record_from_result(trial.trial_id, trial.config, trial.last_result, errored).status
+        if run.data.tags.get(STATUS_TAG) == status and run.info.status == _MLFLOW_STATUS[status]:
+            return len(missing), False
+        self._log_end(trial, trials, errored, error_line, experiment_dir)
+        return len(missing), True
+
     def _end(self, trial: Trial, trials: list[Trial], errored: bool) -> None:
+        if trial.trial_id not in self._ended:  # else a catch-up logged it
+            self._log_end(trial, trials, errored, last_error_line(trial) if errored else "",
+                          trial.storage.experiment_driver_staging_path)
+
+    def _log_end(self, trial: Trial, trials: list[Trial], errored: bool, error_line: str,
+                 experiment_dir: str) -> None:
         client, run_id = self.tracker.client, self._child(trial)
         record = record_from_result(trial.trial_id, trial.config, trial.last_result, errored)
         tags = [RunTag(STATUS_TAG, record.status)]
         if errored:
-            tags.append(RunTag(ERROR_TAG, redact(last_error_line(trial))))
+            tags.append(RunTag(ERROR_TAG, redact(error_line)))
         if record.status == "stopped":
-            tags.extend(_race_tags(trial, trials))
+            tags.extend(_race_tags(trial, trials, experiment_dir))
         if trial.last_result.get(ISOBN_NEAR_IDENTITY) == 1:
             tags.append(RunTag(NEAR_IDENTITY_TAG, "true"))
             self.tracker.note_near_identity(trial.trial_id, trial.last_result)
@@ -333,9 +424,9 @@ class TrialLogger(Callback):
         client.log_batch(run_id, metrics=[Metric(k, v, now, 0) for k, v in before.summary().items()])
 
 
-def _race_tags(trial: Trial, trials: list[Trial]) -> list[RunTag]:
+def _race_tags(trial: Trial, trials: list[Trial], experiment_dir: str) -> list[RunTag]:
     """Why a race stopped the trial's configuration; none if no race stopped it."""
-    stop = (saved_race_stops(trial.storage.experiment_driver_staging_path) or {}).get(group_key(trial.config))
+    stop = (saved_race_stops(experiment_dir) or {}).get(group_key(trial.config))
     if stop is None:
         return []
     return [RunTag(RACE_EPOCH_TAG, f"{stop.epoch:g}"),
@@ -372,6 +463,35 @@ def _experiment_id(client: MlflowClient, tracking_uri: str, name: str) -> str:
         # Keep artifacts beside the SQLite store rather than in the current directory.
         artifact_location = (Path(tracking_uri.removeprefix("sqlite:///")).parent / "mlartifacts").as_uri()
     return client.create_experiment(name, artifact_location=artifact_location)
+
+
+def result_rows(fs: pyarrow.fs.FileSystem, trial_dir: str) -> list[dict[str, Any]]:
+    """Tune's results of a trial, one row per report (``result.json``); none before its first."""
+    path = f"{trial_dir}/{EXPR_RESULT_FILE}"
+    if fs.get_file_info(path).type == pyarrow.fs.FileType.NotFound:
+        return []
+    with fs.open_input_stream(path) as f:
+        return [json.loads(line) for line in f.read().decode().splitlines() if line.strip()]
+
+
+def first_per_epoch(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The first row of each epoch, as the live logging keeps it (a PBT exploit or a retry from
+    an older checkpoint reports an epoch again)."""
+    seen: set[int] = set()
+    firsts = []
+    for row in rows:
+        epoch = row.get("epoch")
+        if isinstance(epoch, int) and epoch not in seen:
+            seen.add(epoch)
+            firsts.append(row)
+    return firsts
+
+
+def _epoch_metrics(result: dict[str, Any], timestamp_ms: int) -> list[Metric]:
+    """Every finite number a trial reported for an epoch, at step = epoch."""
+    step = int(result.get("epoch", 0))
+    return [Metric(k, float(v), timestamp_ms, step) for k, v in result.items()
+            if k not in _TUNE_KEYS and _is_number(v)]
 
 
 def _param_value(value: Any) -> str:

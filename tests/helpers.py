@@ -248,12 +248,12 @@ class MlflowServer:
 
 @contextmanager
 def mlflow_server(
-    backend_uri: str, workdir: Path, command: str = "server", wait: bool = True
+    backend_uri: str, workdir: Path, command: str = "server", wait: bool = True, port: int | None = None
 ) -> Iterator[MlflowServer]:
     """``mlflow server`` (or ``mlflow ui``) on 127.0.0.1 (one worker, job execution off,
-    artifacts under ``workdir``), healthy unless ``wait`` is false; its whole session is
-    stopped afterwards, asserting that none of its processes survive."""
-    port = free_port()
+    artifacts under ``workdir``) on ``port`` (default: a free one), healthy unless ``wait`` is
+    false; its whole session is stopped afterwards, asserting that none of its processes survive."""
+    port = port or free_port()
     log = workdir / f"mlflow-{command}.log"
     with log.open("w") as out:
         proc = subprocess.Popen(
