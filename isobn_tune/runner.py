@@ -123,7 +123,7 @@ def run_sweep(
     )
     if has_manifest(sweep_dir):
         raise UserError(
-            f"sweep {sweep_dir.root} already exists: resume it with `isobn-tune resume {sweep_dir.root}` "
+            f"sweep {sweep_dir.root} already exists: resume it with `isobn-tune resume {sweep_dir.arg}` "
             "or pass another --name"
         )
     tracking_uri = resolve_tracking_uri(tracking_uri, space.mlflow.tracking_uri, sweep_dir.storage)
@@ -143,7 +143,7 @@ def run_sweep(
                     "created": datetime.now().isoformat(timespec="seconds"),
                 })
                 say(f"MLflow {redact_uri(tracking_uri)} run {tracker.parent_run_id}")
-                say(f"if interrupted: isobn-tune resume {sweep_dir.root}")
+                say(f"if interrupted: isobn-tune resume {sweep_dir.arg}")
                 records = _run_experiments(space, sweep_dir, read_manifest(sweep_dir), data, tracker,
                                            restore=False, retry_errored=False)
                 return _finish(sweep_dir, tracker, records)
@@ -236,7 +236,7 @@ def extend_sweep(
             manifest[EXTENSIONS_KEY] = [*manifest.get(EXTENSIONS_KEY, []), entry]
             write_manifest(sweep_dir, manifest)
             say(f"{entry['name']}: {sum(map(len, trials.values()))} new trial(s) ({how}); "
-                f"if interrupted: isobn-tune resume {sweep_dir.root}")
+                f"if interrupted: isobn-tune resume {sweep_dir.arg}")
             added = _run_experiments(space, sweep_dir, manifest, data, tracker, restore=False,
                                      retry_errored=False, only=entry["name"])
             for name, task_records in added.items():
@@ -327,8 +327,8 @@ def _finish(sweep_dir: SweepDir, tracker: SweepTracker, records: dict[str, list[
     outcome = SweepOutcome(sweep_dir, every, tracker.parent_run_id)
     if outcome.errored:
         say(f"{len(outcome.errored)} trial(s) errored; retry them with "
-            f"`isobn-tune resume {sweep_dir.root} --retry-errored`")
-    say(f"browse it: isobn-tune ui {sweep_dir.root}")
+            f"`isobn-tune resume {sweep_dir.arg} --retry-errored`")
+    say(f"browse it: isobn-tune ui {sweep_dir.arg}")
     return outcome
 
 

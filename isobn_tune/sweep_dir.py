@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -62,6 +63,12 @@ class SweepDir:
     @property
     def manifest(self) -> str:
         return join(self.root, MANIFEST)
+
+    @property
+    def arg(self) -> str:
+        """``root`` as one shell argument, for the commands the console suggests (a URI's query
+        holds ``?`` and ``&``)."""
+        return shlex.quote(self.root)
 
     @property
     def log_file(self) -> Path:

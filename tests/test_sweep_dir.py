@@ -44,6 +44,7 @@ def test_a_uri_s_query_stays_at_its_end(tmp_path: Path) -> None:
     assert sweep.task_dir("rte") == f"s3://sweeps/isobn/s1/rte{query}"
     assert join(sweep.root, "extend-1", "rte") == f"s3://sweeps/isobn/s1/extend-1/rte{query}"
     assert SweepDir(f"s3://sweeps/isobn{query}", "s1") == sweep
+    assert sweep.arg == f"'{sweep.root}'"  # the commands the console suggests work when pasted
     assert join(str(tmp_path / "odd?name"), "s1") == f"{tmp_path}/odd?name/s1"  # a local path has no query
 
 
