@@ -8,6 +8,8 @@ import copy
 import json
 import os
 import pickle
+import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -15,7 +17,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -167,6 +169,102 @@ def stop_session(proc: subprocess.Popen, grace_s: float = 15.0) -> list[int]:
     return survivors
 
 
+# ----- a Ray cluster of processes on this machine -------------------------------------------------
+RAY_START_TIMEOUT_S = 300
+
+
+@dataclass
+class RayNode:
+    """One ``ray start``: ``session`` is its session id (the pid of the ``ray start`` process)."""
+
+    session: int
+    node_id: str
+
+    def alive(self) -> list[int]:
+        return session_pids(self.session)
+
+    def kill(self) -> None:
+        """SIGKILL every process of the node: GCS, raylet, agents, trial workers."""
+        assert not kill_session(self.session), f"processes of session {self.session} survived"
+
+
+@dataclass
+class Cluster:
+    root: Path
+    address: str
+    env: dict[str, str]
+    nodes: list[RayNode] = field(default_factory=list)
+
+    @property
+    def head(self) -> RayNode:
+        return self.nodes[0]
+
+    def start_node(self, *args: str) -> RayNode:
+        """``ray start`` with ``args`` in a new session; the node once it runs."""
+        temp_dir = Path(tempfile.mkdtemp(prefix=f"n{len(self.nodes)}-", dir=self.root))
+        log = temp_dir / "ray-start.log"
+        with log.open("w") as out:
+            proc = subprocess.Popen(
+                ["ray", "start", *args, "--num-cpus=1", f"--temp-dir={temp_dir}", "--disable-usage-stats",
+                 f"--dashboard-agent-listen-port={free_port()}"],
+                env=self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            )
+            returncode = proc.wait(timeout=RAY_START_TIMEOUT_S)
+        node = RayNode(proc.pid, _raylet_node_id(proc.pid))
+        self.nodes.append(node)
+        assert returncode == 0, log.read_text()[-3000:]
+        return node
+
+    def add_worker(self) -> RayNode:
+        return self.start_node(f"--address={self.address}")
+
+    def workers(self) -> list[RayNode]:
+        return [n for n in self.nodes[1:] if n.alive()]
+
+    def stop(self) -> None:
+        for node in reversed(self.nodes):
+            node.kill()
+
+    def cli(self, *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
+            ) -> subprocess.CompletedProcess:
+        return cli(*args, env=env or self.env, cwd=cwd)
+
+    def start_cli(self, log: Path, *args: str, cwd: Path | None = None) -> subprocess.Popen:
+        return start_cli(*args, log=log, env=self.env, cwd=cwd)
+
+
+def _raylet_node_id(session: int) -> str:
+    """The node id on the command line of the raylet in ``session``."""
+    for pid in session_pids(session):
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+        except OSError:
+            continue
+        if Path(argv[0]).name == "raylet":
+            return next(a.split("=", 1)[1] for a in argv if a.startswith("--node_id="))
+    return ""
+
+
+@contextmanager
+def two_node_cluster(env: dict[str, str]) -> Iterator[Cluster]:
+    """A head node and one worker node on 127.0.0.1, 1 CPU each, token authentication, started
+    with ``env``; every process of both killed afterwards."""
+    root = Path(tempfile.mkdtemp(prefix="isobn-ray-"))  # short: Ray's socket paths live under it
+    port = free_port()
+    env = env | {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32),
+                 "RAY_USAGE_STATS_ENABLED": "0"}
+    cluster = Cluster(root, f"127.0.0.1:{port}", env)
+    try:
+        cluster.start_node("--head", "--node-ip-address=127.0.0.1", f"--port={port}",
+                           "--include-dashboard=false", f"--dashboard-port={free_port()}")
+        cluster.add_worker()
+        yield cluster
+    finally:
+        cluster.stop()
+        assert not any(n.alive() for n in cluster.nodes)
+        shutil.rmtree(root, ignore_errors=True)
+
+
 # ----- the CLI and MLflow ------------------------------------------------------------------------
 def trial_runs(client: MlflowClient, parent: Run) -> list[Run]:
     return child_runs(client, parent.info.experiment_id, parent.info.run_id)
@@ -191,19 +289,20 @@ def artifact_bytes(client: MlflowClient, run_id: str, path: str) -> bytes:
         return Path(client.download_artifacts(run_id, path, tmp)).read_bytes()
 
 
-def cli(*args: str, env: dict[str, str] | None = None, timeout: float = POLL_TIMEOUT_S
-        ) -> subprocess.CompletedProcess[str]:
+def cli(*args: str, env: dict[str, str] | None = None, timeout: float = POLL_TIMEOUT_S,
+        cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     """``isobn-tune ARGS`` (as ``python -m isobn_tune.cli``), waited for, output captured."""
     return subprocess.run([sys.executable, "-m", "isobn_tune.cli", *args], env=env, capture_output=True,
-                          text=True, timeout=timeout)
+                          text=True, timeout=timeout, cwd=cwd)
 
 
-def start_cli(*args: str, log: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
+def start_cli(*args: str, log: Path, env: dict[str, str] | None = None, cwd: Path | None = None
+              ) -> subprocess.Popen:
     """``isobn-tune ARGS`` in the background, in its own session (so that killing the session
     kills the driver and the local Ray it started, as a crash would), output to ``log``."""
     with log.open("w") as out:
         return subprocess.Popen([sys.executable, "-m", "isobn_tune.cli", *args], env=env, stdout=out,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+                                stderr=subprocess.STDOUT, start_new_session=True, cwd=cwd)
 
 
 def run_cli(
@@ -271,3 +370,41 @@ def mlflow_server(
     finally:
         survivors = stop_session(proc)
         assert not survivors, f"mlflow {command} processes survived: {survivors}"
+
+
+# ----- an S3-compatible server ---------------------------------------------------------------------
+S3_ENV = {"AWS_ACCESS_KEY_ID": "isobn-test", "AWS_SECRET_ACCESS_KEY": "isobn-test-secret",
+          "AWS_DEFAULT_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true"}
+"""Credentials moto accepts (any), a region, and no probing of EC2's metadata service."""
+
+
+@contextmanager
+def s3_server(workdir: Path, bucket: str) -> Iterator[str]:
+    """``moto_server`` (an S3-compatible server) on 127.0.0.1 with an empty ``bucket``; yields its
+    ``host:port``; its whole session is stopped afterwards, asserting that none of it survives."""
+    import pyarrow.fs
+
+    port = free_port()
+    log = workdir / "moto.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(["moto_server", "-H", "127.0.0.1", "-p", str(port)], stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    endpoint = f"127.0.0.1:{port}"
+    try:
+        poll(lambda: _answers(f"http://{endpoint}"), "moto_server to answer", proc, timeout_s=60)
+        fs = pyarrow.fs.S3FileSystem(endpoint_override=endpoint, scheme="http", allow_bucket_creation=True,
+                                     access_key=S3_ENV["AWS_ACCESS_KEY_ID"],
+                                     secret_key=S3_ENV["AWS_SECRET_ACCESS_KEY"])
+        fs.create_dir(bucket)
+        yield endpoint
+    finally:
+        survivors = stop_session(proc)
+        assert not survivors, f"moto_server processes survived: {survivors}"
+
+
+def _answers(url: str) -> bool:
+    try:
+        requests.get(url, timeout=2)
+    except requests.RequestException:
+        return False
+    return True

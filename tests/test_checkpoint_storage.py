@@ -16,11 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import experiment_state, trial_results
+from helpers import experiment_state, runs_by_trial, trial_results
 
 from isobn_tune.checkpoint_layout import CHECKPOINT_PREFIX
 from isobn_tune.cli import main
 from isobn_tune.errored_trials import ERRORED_FILE
+from isobn_tune.mlflow_names import ERROR_TAG, STATUS_TAG
 
 # The tiny encoder's checkpoint: ~12 MB of trainer state (weights, AdamW's moments) and a ~4 MB
 # best model; 24 MiB holds one checkpoint and the sweep's small files, not a second checkpoint.
@@ -68,7 +69,14 @@ def test_a_checkpoint_the_full_storage_refuses_errors_its_trial_and_resume_conti
     assert sorted(p.name for p in (task_dir / trial).glob(f"{CHECKPOINT_PREFIX}*")) == [
         f"{CHECKPOINT_PREFIX}000000"]
 
+    manifest = json.loads((root / "sweep.json").read_text())
+    run = runs_by_trial(manifest["tracking_uri"], manifest["parent_run_id"])[trial]
+    assert run.data.tags[STATUS_TAG] == "errored"
+    assert f"could not be written to {refused}" in run.data.tags[ERROR_TAG]
+
     assert _mount("-o", f"remount,size={ROOMY_SIZE}", str(small_filesystem)).returncode == 0
     assert main(["resume", str(root), "--retry-errored"]) == 0
     assert [row["epoch"] for row in trial_results(task_dir)[trial]] == [1, 2]  # from epoch 1's checkpoint
     assert experiment_state(task_dir)[trial]["status"] == "TERMINATED"
+    run = runs_by_trial(manifest["tracking_uri"], manifest["parent_run_id"])[trial]
+    assert run.data.tags[STATUS_TAG] == "finished"

@@ -11,27 +11,22 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
-import shutil
 import subprocess
-import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 from helpers import (
-    cli,
+    Cluster,
     experiment_state,
-    free_port,
     kill_session,
     poll,
-    session_pids,
-    start_cli,
     tiny_space,
     trial_results,
     trial_runs,
+    two_node_cluster,
     write_yaml,
 )
 from mlflow.entities import Run
@@ -50,97 +45,13 @@ START_TIMEOUT_S = 300
 POLL_TIMEOUT_S = 600
 
 
-@dataclass
-class RayNode:
-    """One ``ray start``: ``session`` is its session id (the pid of the ``ray start`` process)."""
-
-    session: int
-    node_id: str
-
-    def alive(self) -> list[int]:
-        return session_pids(self.session)
-
-    def kill(self) -> None:
-        """SIGKILL every process of the node: GCS, raylet, agents, trial workers."""
-        assert not kill_session(self.session), f"processes of session {self.session} survived"
-
-
-@dataclass
-class Cluster:
-    root: Path
-    address: str
-    env: dict[str, str]
-    nodes: list[RayNode] = field(default_factory=list)
-
-    @property
-    def head(self) -> RayNode:
-        return self.nodes[0]
-
-    def start_node(self, *args: str) -> RayNode:
-        """``ray start`` with ``args`` in a new session; the node once it runs."""
-        temp_dir = Path(tempfile.mkdtemp(prefix=f"n{len(self.nodes)}-", dir=self.root))
-        log = temp_dir / "ray-start.log"
-        with log.open("w") as out:
-            proc = subprocess.Popen(
-                ["ray", "start", *args, "--num-cpus=1", f"--temp-dir={temp_dir}", "--disable-usage-stats",
-                 f"--dashboard-agent-listen-port={free_port()}"],
-                env=self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-            )
-            returncode = proc.wait(timeout=START_TIMEOUT_S)
-        node = RayNode(proc.pid, _raylet_node_id(proc.pid))
-        self.nodes.append(node)
-        assert returncode == 0, log.read_text()[-3000:]
-        return node
-
-    def add_worker(self) -> RayNode:
-        return self.start_node(f"--address={self.address}")
-
-    def workers(self) -> list[RayNode]:
-        return [n for n in self.nodes[1:] if n.alive()]
-
-    def stop(self) -> None:
-        for node in reversed(self.nodes):
-            node.kill()
-
-    def cli(self, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-        return cli(*args, env=env or self.env)
-
-    def start_cli(self, log: Path, *args: str) -> subprocess.Popen:
-        return start_cli(*args, log=log, env=self.env)
-
-
-def _raylet_node_id(session: int) -> str:
-    """The node id on the command line of the raylet in ``session``."""
-    for pid in session_pids(session):
-        try:
-            argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
-        except OSError:
-            continue
-        if Path(argv[0]).name == "raylet":
-            return next(a.split("=", 1)[1] for a in argv if a.startswith("--node_id="))
-    return ""
-
-
 @pytest.fixture(scope="module")
 def cluster(glue_dir: Path) -> Iterator[Cluster]:
     """A head node and one worker node on 127.0.0.1, 1 CPU each, token authentication."""
-    root = Path(tempfile.mkdtemp(prefix="isobn-ray-"))  # short: Ray's socket paths live under it
-    port = free_port()
-    env = os.environ | {
-        "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32), "RAY_USAGE_STATS_ENABLED": "0",
-        FAIL_AT_ENV: f"{FAIL_SEED}@{FAIL_EPOCH}",
-    }
+    env = os.environ | {FAIL_AT_ENV: f"{FAIL_SEED}@{FAIL_EPOCH}"}
     env.pop("MLFLOW_TRACKING_URI", None)
-    cluster = Cluster(root, f"127.0.0.1:{port}", env)
-    try:
-        cluster.start_node("--head", "--node-ip-address=127.0.0.1", f"--port={port}",
-                           "--include-dashboard=false", f"--dashboard-port={free_port()}")
-        cluster.add_worker()
+    with two_node_cluster(env) as cluster:
         yield cluster
-    finally:
-        cluster.stop()
-        assert not any(n.alive() for n in cluster.nodes)
-        shutil.rmtree(root, ignore_errors=True)
 
 
 # ----- reading what a sweep left behind -----------------------------------------------------------
