@@ -256,14 +256,17 @@ class TrialLogger(Callback):
         self._ended: set[str] = set()  # trials whose end a catch-up logged
 
     def _run(self, trial: Trial) -> Run:
-        """The trial's child run, created as at the trial's start if it has none; the epochs it
-        holds are remembered, each one (a history may have gaps)."""
+        """The trial's child run, created as at the trial's start if it has none (or given its
+        params if an outage came between); the epochs it holds are remembered, each one (a
+        history may have gaps)."""
         client, tr = self.tracker.client, self.tracker
         run = find_child(client, tr.experiment_id, tr.parent_run_id, trial.trial_id)
         if run is None:
             run = self._create_child(client, trial)
             logged = set()
         else:
+            if not run.data.params:
+                _log_config(client, run.info.run_id, trial)
             logged = {int(m.step) for m in client.get_metric_history(run.info.run_id, EPOCH_METRIC)}
         self._runs[trial.trial_id] = run.info.run_id
         self._logged_epochs[trial.trial_id] = logged
@@ -279,7 +282,6 @@ class TrialLogger(Callback):
 
     def _create_child(self, client: MlflowClient, trial: Trial) -> Run:
         cfg = _redacted_config(TrialConfig.from_dict(trial.config))
-        values = cfg.to_dict()
         tr = self.tracker
         run = client.create_run(
             tr.experiment_id, run_name=run_label(cfg),
@@ -287,8 +289,7 @@ class TrialLogger(Callback):
                   SEED_TAG: str(cfg.seed), GROUP_TAG: config_group(cfg),
                   METHOD_TAG: cfg.cls_norm, STATUS_TAG: "running", KIND_TAG: KIND_TRIAL},
         )
-        client.log_batch(run.info.run_id, params=[Param(k, _param_value(v)) for k, v in values.items()])
-        _log_json(client, run.info.run_id, values, TRIAL_CONFIG_ARTIFACT)
+        _log_config(client, run.info.run_id, trial)
         return run
 
     def _track(self, trials: list[Trial], log: Callable[..., None], *args: Any) -> None:
@@ -355,15 +356,15 @@ class TrialLogger(Callback):
                 errored = trial.status == Trial.ERROR
                 rows = result_rows(pyarrow.fs.LocalFileSystem(), trial.local_path)
                 self.catch_up(trial, trials, rows, ended=errored or trial.status == Trial.TERMINATED,
-                              errored=errored, error_line=last_error_line(trial) if errored else "",
-                              experiment_dir=trial.storage.experiment_driver_staging_path)
+                              errored=errored, error_line=last_error_line(trial) if errored else "")
 
     def catch_up(self, trial: Trial, trials: list[Trial], rows: list[dict[str, Any]], *, ended: bool,
-                 errored: bool, error_line: str, experiment_dir: str) -> tuple[int, bool]:
+                 errored: bool, error_line: str, experiment_dir: str | None = None) -> tuple[int, bool]:
         """Log what MLflow lacks of one trial: its run, each epoch of ``rows`` (Tune's results)
         missing from the run's history (step = epoch, at the time Tune received it) and, once
-        the trial has ended, its end unless the run shows it already. Returns the number of
-        epochs logged and whether the end was."""
+        the trial has ended, its end unless the run shows it already (a race's stops read from
+        ``experiment_dir``, by default the running experiment's). Returns the number of epochs
+        logged and whether the end was."""
         run = self._run(trial)
         client, run_id = self.tracker.client, run.info.run_id
         logged = self._logged_epochs[trial.trial_id]
@@ -382,18 +383,18 @@ class TrialLogger(Callback):
 
     def _end(self, trial: Trial, trials: list[Trial], errored: bool) -> None:
         if trial.trial_id not in self._ended:  # else a catch-up logged it
-            self._log_end(trial, trials, errored, last_error_line(trial) if errored else "",
-                          trial.storage.experiment_driver_staging_path)
+            self._log_end(trial, trials, errored, last_error_line(trial) if errored else "")
 
     def _log_end(self, trial: Trial, trials: list[Trial], errored: bool, error_line: str,
-                 experiment_dir: str) -> None:
+                 experiment_dir: str | None = None) -> None:
         client, run_id = self.tracker.client, self._child(trial)
         record = record_from_result(trial.trial_id, trial.config, trial.last_result, errored)
         tags = [RunTag(STATUS_TAG, record.status)]
         if errored:
             tags.append(RunTag(ERROR_TAG, redact(error_line)))
         if record.status == "stopped":
-            tags.extend(_race_tags(trial, trials, experiment_dir))
+            race_dir = experiment_dir or trial.storage.experiment_driver_staging_path
+            tags.extend(_race_tags(trial, trials, race_dir))
         if trial.last_result.get(ISOBN_NEAR_IDENTITY) == 1:
             tags.append(RunTag(NEAR_IDENTITY_TAG, "true"))
             self.tracker.note_near_identity(trial.trial_id, trial.last_result)
@@ -422,6 +423,13 @@ class TrialLogger(Callback):
             client.log_artifact(run_id, str(stats_file), ISOTROPY_ARTIFACT_DIR)
         now = _now_ms()
         client.log_batch(run_id, metrics=[Metric(k, v, now, 0) for k, v in before.summary().items()])
+
+
+def _log_config(client: MlflowClient, run_id: str, trial: Trial) -> None:
+    """Every hyperparameter of the trial as a param, and its resolved config as JSON (redacted)."""
+    values = _redacted_config(TrialConfig.from_dict(trial.config)).to_dict()
+    client.log_batch(run_id, params=[Param(k, _param_value(v)) for k, v in values.items()])
+    _log_json(client, run_id, values, TRIAL_CONFIG_ARTIFACT)
 
 
 def _race_tags(trial: Trial, trials: list[Trial], experiment_dir: str) -> list[RunTag]:

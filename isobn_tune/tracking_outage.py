@@ -87,8 +87,9 @@ class Outage:
         self.behind = False
         if not self.attempt(sync):
             return False
-        self._announced = False
-        say(f"MLflow at {redact_uri(self.tracking_uri)} answers again: its tracking has caught up")
+        if self._announced:
+            self._announced = False
+            say(f"MLflow at {redact_uri(self.tracking_uri)} answers again: its tracking has caught up")
         return True
 
     def settle(self, sync: Callable[[], Any]) -> bool:
