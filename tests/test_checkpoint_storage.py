@@ -51,6 +51,7 @@ def test_a_checkpoint_the_full_storage_refuses_errors_its_trial_and_resume_conti
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     space_file = write_space(grid={"cls_norm": ["none"], "seeds": [1]},
+                             data={"max_train_examples": 32, "max_dev_examples": 32},
                              run={"storage_path": str(small_filesystem), "max_failures": 0})
     root = small_filesystem / "full"
     task_dir = root / "rte"
