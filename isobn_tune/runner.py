@@ -84,6 +84,7 @@ from isobn_tune.tasks import get_task
 from isobn_tune.tracking import SweepTracker
 from isobn_tune.tracking_sync import finish_tracking, sync_sweep
 from isobn_tune.trainable import fine_tune_trial
+from isobn_tune.tune_snapshots import wait_for_upload_before_snapshot
 
 EXCESSIVE_SNAPSHOT_WARNING_ENV = "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S"
 SNAPSHOT_PERIOD_ENV = "TUNE_GLOBAL_CHECKPOINT_S"
@@ -288,6 +289,7 @@ def _run_experiments(space: SweepSpace, sweep_dir: SweepDir, manifest: dict[str,
     # trial from a deleted checkpoint. Snapshotting each step keeps the state at most one
     # checkpoint behind, which retention (>= 2 kept) still holds. A value the user set wins.
     os.environ.setdefault(SNAPSHOT_PERIOD_ENV, "0")
+    wait_for_upload_before_snapshot()  # a killed driver must leave a complete snapshot in storage
     if stored_uri(tracker.tracking_uri) != tracker.tracking_uri:
         # MLflow prints the address of each run it ends, built from the full tracking URI: a
         # credential in it would rest in the sweep's log.
