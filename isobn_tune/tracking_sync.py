@@ -12,8 +12,10 @@ and end. Running it twice changes nothing.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 
+from mlflow.environment_variables import MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT
 from ray.tune import Tuner
 from ray.tune.analysis import ExperimentAnalysis
 from ray.tune.experiment import Trial
@@ -72,7 +74,7 @@ def sync_sweep(tracker: SweepTracker, sweep_dir: SweepDir, manifest: dict) -> Sy
             logger.log_race_stops(trials, experiment.path)
     done = all(complete.values())
     parent_ended = tracker.client.get_run(tracker.parent_run_id).info.status == "FINISHED"
-    synced.tasks = tuple(task for task, task_records in records.items()
+    synced.tasks = tuple(task for task in records
                          if complete[task] and (task in changed or (done and not parent_ended)))
     for task in synced.tasks:
         tracker.write_task_summary(task, records[task])
@@ -88,6 +90,7 @@ def sync_command(path: str, tracking_uri: str | None = None) -> Synced:
     sweep_dir = SweepDir.parse(path)
     manifest = read_manifest(sweep_dir)
     uri = sweep_tracking_uri(manifest, tracking_uri)
+    os.environ.setdefault(MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT.name, "true")  # one line, not one per run
     try:
         return sync_sweep(SweepTracker.of(uri, manifest["parent_run_id"]), sweep_dir, manifest)
     except Exception as exc:
