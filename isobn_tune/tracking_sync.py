@@ -107,7 +107,7 @@ def finish_tracking(tracker: SweepTracker, sweep_dir: SweepDir, records: list[Tr
     if not outage.missed and tracker.finish(records):
         return
     if not outage.settle(lambda: sync_sweep(tracker, sweep_dir, read_manifest(sweep_dir))):
-        say(f"MLflow is still unreachable: `isobn-tune sync {sweep_dir.root}` logs what it lacks once it "
+        say(f"MLflow is still unreachable: `isobn-tune sync {sweep_dir.arg}` logs what it lacks once it "
             "answers (so does `isobn-tune resume`)")
 
 
