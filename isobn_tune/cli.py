@@ -386,6 +386,10 @@ def _sync(args: argparse.Namespace) -> int:
     return 0
 
 
+# ----- `show` ------------------------------------------------------------------------------------
+SHOWN_TRIALS = 8
+
+
 def format_space_summary(space: SweepSpace) -> str:
     """A human-readable overview of a sweep: model, data, axes in trial order, the first trials,
     recipe, scheduler, resources, counts and the disk the checkpoints need."""
