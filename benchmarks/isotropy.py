@@ -62,15 +62,19 @@ class Row:
         return self.trial_ids[(len(self.trial_ids) - 1) // 2]
 
 
-def gather(tracking_uri: str, parent_run_id: str) -> list[Row]:
+def gather(tracking_uri: str, parent_run_id: str, *, every_configuration: bool = False) -> list[Row]:
     """Per task: the pretrained encoder (over all its scored trials), then each method's best
-    configuration, whose trials' metrics are read at their best epochs."""
+    configuration (or every configuration), whose trials' metrics are read at their best epochs."""
     records = [r for r in records_from_mlflow(tracking_uri, parent_run_id)
                if r.best_objective is not None and r.status != "errored"]
     at_best = metrics_at_epoch(tracking_uri, parent_run_id, (*ISOTROPY, *ACTIVITY, ISOBN_NEAR_IDENTITY))
     before = metrics_at_epoch(tracking_uri, parent_run_id, ISOTROPY, epoch=0)
+    summaries = summarise_groups(records)
+    chosen = ({(s.task, s.method, s.label): s for s in summaries} if every_configuration
+              else best_by_method(summaries))
     rows = []
-    for (task, method), best in sorted(best_by_method(summarise_groups(records)).items()):
+    for key, best in sorted(chosen.items()):
+        task, method = key[0], key[1]
         if not rows or rows[-1].task != task:
             ids = tuple(r.trial_id for r in records if r.config.task == task)
             rows.append(Row(task, PRETRAINED, "", ids, _medians([before.get(i, {}) for i in ids], ISOTROPY),
@@ -129,10 +133,12 @@ def main() -> None:
     parser.add_argument("--tracking-uri", default=None, help="the MLflow store of a parent run id")
     parser.add_argument("--figures", type=Path, default=None,
                         help="copy each method's logged isotropy figure here")
+    parser.add_argument("--every-configuration", action="store_true",
+                        help="a row per configuration, not only each method's best")
     args = parser.parse_args()
 
     tracking_uri, parent_run_id = sweep_run(args.sweep, args.tracking_uri)
-    rows = gather(tracking_uri, parent_run_id)
+    rows = gather(tracking_uri, parent_run_id, every_configuration=args.every_configuration)
     if not rows:
         raise SystemExit(f"{args.sweep}: no scored trial in MLflow run {parent_run_id}")
     print(table(rows))
