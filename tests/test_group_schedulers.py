@@ -398,12 +398,16 @@ def race_run(tmp_path_factory) -> tuple[tune.ResultGrid, dict[str, RaceStop]]:
 
 
 def test_race_stops_a_configuration_worse_on_every_seed_at_the_first_allowed_epoch(race_run) -> None:
+    """At the first milestone where all its seeds pair with the incumbent's: "worse"'s seeds are
+    created as "best"'s end, one by one, so at ``min_epochs`` it may have only 4 of its 5 seeds,
+    where no exact test reaches alpha 0.05 (p >= 1/16); then it stops one epoch later."""
     results, stops = race_run
     assert results.num_errors == 0
-    assert race_ends(results)["worse"] == [RACE_MIN_EPOCHS] * len(RACE_SEEDS)
     worse = stops[variant_group("worse")]
+    assert worse.epoch in (RACE_MIN_EPOCHS, RACE_MIN_EPOCHS + 1)
+    assert race_ends(results)["worse"] == [worse.epoch] * len(RACE_SEEDS)
     # value = seed effect + offset + 0.1 * epoch: at every epoch "worse" - "best" is the offsets.
-    assert worse == RaceStop(RACE_MIN_EPOCHS, variant_group("best"), pytest.approx(-0.3), 1 / 32, 5)
+    assert worse == RaceStop(worse.epoch, variant_group("best"), pytest.approx(-0.3), 1 / 32, 5)
 
 
 def test_race_never_stops_a_configuration_tied_with_the_incumbent(race_run) -> None:

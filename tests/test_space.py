@@ -61,7 +61,7 @@ SHIPPED = [  # every shipped space file: trials per task, tasks
     ("paper_roberta_large_baseline.yaml", 3 * 2 * 5, PAPER_TASKS),
     ("optuna_refine_beta_alpha.yaml", 20 * 3, 1),
     ("quickstart.yaml", 2 * 3, 1),
-    ("reproduce_minilm_cpu.yaml", 2 * 5, 4),
+    ("reproduce_minilm_cpu.yaml", 3 * 5, 2),
 ]
 
 
