@@ -82,12 +82,13 @@ def test_extend_adds_the_new_seeds_of_the_best_configuration_and_reruns_nothing(
     new = [run for run in runs.values() if run.data.tags[SEED_TAG] in ("3", "4")]
     assert len(runs) == 6 and len(new) == 2
     assert {run.data.tags[STATUS_TAG] for run in runs.values()} == {"finished"}
-    # The two new trials are the configuration with the best seed median over seeds 1-2 (the
-    # median of two seeds is their mean).
+    # The two new trials are of a configuration with the best seed median over seeds 1-2 (the
+    # median of two seeds is their mean; the tiny encoder's two configurations may tie).
     records = records_from_mlflow(sweep.tracking_uri, sweep.parent_run_id)
     first = [r for r in records if r.config.seed in (1, 2)]
     means = {g: sum(r.best_objective for r in first if r.group == g) / 2 for g in {r.group for r in first}}
-    assert {run.data.tags[GROUP_TAG] for run in new} == {max(means, key=means.get)}
+    (extended,) = {run.data.tags[GROUP_TAG] for run in new}
+    assert means[extended] == max(means.values())
     extension = sweep.manifest()["extensions"][0]
     assert extension["name"] == "extend-1" and [p["seed"] for p in extension["trials"]["rte"]] == [3, 4]
     assert len(trial_results(sweep.root / "extend-1" / "rte")) == 2
