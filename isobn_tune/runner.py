@@ -298,8 +298,10 @@ def _run_experiments(space: SweepSpace, sweep_dir: SweepDir, manifest: dict[str,
     last_of_task = {e.task: e for e in every}
     experiments = [e for e in every if only is None or e.extension == only]
     records: dict[str, list[TrialRecord]] = {}
+    # One trainable per task: its data goes into the object store once, however many experiments.
+    trainables = {task: _trainable(space, data[task]) for task in {e.task for e in experiments}}
     for experiment in experiments:
-        trainable = _trainable(space, data[experiment.task])
+        trainable = trainables[experiment.task]
         if restore and tune.Tuner.can_restore(experiment.path):
             keep_errored(experiment, retry=retry_errored)
             tuner = tune.Tuner.restore(
