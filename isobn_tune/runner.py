@@ -50,7 +50,6 @@ from isobn_tune.extension import (
     top_config_points,
 )
 from isobn_tune.features import default_cache_dir, tokenize_task
-from isobn_tune.fresh_trial_logs import FreshLogsFromScratch
 from isobn_tune.glue_data import DataSource, resolve_glue_dir
 from isobn_tune.model import load_tokenizer
 from isobn_tune.preflight import (
@@ -379,7 +378,6 @@ def _build_tuner(space: SweepSpace, manifest: dict[str, Any], experiment: Experi
             checkpoint_config=tune.CheckpointConfig(num_to_keep=space.run.checkpoints_to_keep),
             failure_config=tune.FailureConfig(max_failures=space.run.max_failures),
             callbacks=[
-                FreshLogsFromScratch(),  # before Tune's loggers, which it appends
                 ErroredTrialRecorder(),
                 tracker.callback(task),
                 ProgressLine(task, total=trials, max_epochs=space.recipe.max_epochs),
