@@ -10,13 +10,15 @@ How a decision is synchronised: a milestone (an ASHA rung, or an epoch of the me
 decided once per group, when none of the group's seeds that Tune has created is still unfinished
 below it. Seeds that arrive earlier are PAUSED (which frees their resources); the decision then
 resumes them all or stops them all. Seeds that errored or ended before the milestone do not block
-it; the median is over the seeds that reached it. Seeds Tune creates *after* a decision (a searcher
-or ``max_concurrent_trials`` that creates trials lazily) follow it when they reach the milestone.
-So decisions use every seed only when all seeds of a group exist together. Tune's default
-``BasicVariantGenerator`` without ``max_concurrent_trials`` creates trials ahead of time, up to
-``TUNE_MAX_PENDING_TRIALS_PG`` pending ones (by default at least 200): a grid of that size exists
-from the start. With ``max_concurrent_trials=k`` a paused trial still counts as running, so only
-``k`` trials exist at a time: let ``k`` be a multiple of the seeds per group, with the seed as the
+it; the median is over the seeds that reached it. Given ``seeds_per_group``, a milestone also
+waits until that many of the group's seeds exist: with ``max_concurrent_trials=k`` a paused trial
+still counts as running, so Tune creates a group's seeds one by one as slots free up, and without
+the wait the first to arrive would decide alone. Should every live trial be waiting (``k`` smaller
+than a group, or a searcher that stopped mid-group), the waiting milestones are decided on the
+seeds there are. Seeds Tune creates *after* a decision follow it when they reach the milestone.
+Tune's default ``BasicVariantGenerator`` without ``max_concurrent_trials`` creates trials ahead of
+time, up to ``TUNE_MAX_PENDING_TRIALS_PG`` pending ones (by default at least 200): a grid of that
+size exists from the start. Let ``k`` be a multiple of the seeds per group, with the seed as the
 grid's fastest-varying key (Tune varies the alphabetically first key fastest).
 
 Requirements: the trainable reports ``time_attr`` and the metric in every result and a checkpoint
@@ -87,6 +89,7 @@ class _GroupScheduler(TrialScheduler):
 
     _supports_buffered_results = False
     _book_type: type[_Book] = _Book
+    _new_trials_first = False  # the race's breadth first: see RaceByConfig
 
     def __init__(
         self,
@@ -95,10 +98,14 @@ class _GroupScheduler(TrialScheduler):
         mode: str | None,
         max_t: float | None,
         group_fn: GroupFn,
+        seeds_per_group: int | None,
     ) -> None:
         super().__init__()
         if max_t is not None and not max_t > 0:
             raise UserError(f"{type(self).__name__}: max_t={max_t} must be > 0")
+        if seeds_per_group is not None and not seeds_per_group >= 1:
+            raise UserError(f"{type(self).__name__}: seeds_per_group={seeds_per_group} must be >= 1")
+        self._seeds_per_group = seeds_per_group
         self._time_attr = time_attr
         self._metric = metric
         self._mode: str | None = None
@@ -193,9 +200,9 @@ class _GroupScheduler(TrialScheduler):
         self._end(tune_controller, trial)
 
     def choose_trial_to_run(self, tune_controller: Any) -> Trial | None:
-        """Hold or stop re-added trials and settle groups no longer blocked, then pick: a paused
-        seed of a kept group, a pending seed of a group with waiting seeds, any pending trial,
-        a trial paused by someone else.
+        """Hold or stop re-added trials and settle groups no longer blocked, then pick (see
+        :meth:`_pick`). Should nothing run and nothing be left to start while seeds wait, they
+        wait for seeds that cannot be created: their milestones are decided on the seeds there are.
 
         Tune calls this before it starts any pending trial, so re-added trials never run early.
         """
@@ -205,18 +212,27 @@ class _GroupScheduler(TrialScheduler):
         self._to_park.clear()
         if self._settle(tune_controller, list(self._book.arrivals)):
             self._save()
-        for tid in self._book.to_resume:
-            trial = self._trials.get(tid)
-            if trial is not None and trial.status == Trial.PAUSED:
-                return trial
         trials = tune_controller.get_trials()
+        chosen = self._pick(trials)
+        stalled = not any(t.status == Trial.RUNNING for t in trials)
+        if chosen is None and stalled and self._book.arrivals:
+            self._settle(tune_controller, list(self._book.arrivals), incomplete=True)
+            self._save()
+            chosen = self._pick(trials)
+        return chosen
+
+    def _pick(self, trials: list[Trial]) -> Trial | None:
+        """A paused seed of a kept group, a pending seed of a group with waiting seeds, any
+        pending trial, a trial paused by someone else (pending trials first when
+        :attr:`_new_trials_first`)."""
         pending = [t for t in trials if t.status == Trial.PENDING]
         blocked = {group for group, _ in self._book.arrivals}
-        for trial in pending:
-            if self._group_of.get(trial.trial_id) in blocked:
-                return trial
-        if pending:
-            return pending[0]
+        resumable = [self._trials[tid] for tid in self._book.to_resume
+                     if tid in self._trials and self._trials[tid].status == Trial.PAUSED]
+        ordered = [t for t in pending if self._group_of.get(t.trial_id) in blocked] + pending
+        ordered = ordered + resumable if self._new_trials_first else resumable + ordered
+        if ordered:
+            return ordered[0]
         waiting = self._book.waiting()
         for trial in trials:
             if trial.status == Trial.PAUSED and trial.trial_id not in waiting:
@@ -264,9 +280,12 @@ class _GroupScheduler(TrialScheduler):
         keep = self._decide(tune_controller, group, milestone, current=tid)
         return TrialScheduler.CONTINUE if keep else TrialScheduler.STOP
 
-    def _blocked(self, group: str, milestone: Milestone) -> bool:
-        """Whether a seed of the group is still unfinished below the milestone."""
+    def _blocked(self, group: str, milestone: Milestone, incomplete: bool = False) -> bool:
+        """Whether a seed of the group is still unfinished below the milestone, or (unless
+        ``incomplete``) fewer than ``seeds_per_group`` of its seeds exist yet."""
         book = self._book
+        if not incomplete and len(self._members[group]) < (self._seeds_per_group or 0):
+            return True
         return any(
             tid not in book.ended
             and self._trials[tid].status not in _FINISHED
@@ -296,12 +315,14 @@ class _GroupScheduler(TrialScheduler):
                 _stop(tune_controller, trial)
         return keep
 
-    def _settle(self, tune_controller: Any, pending: Iterable[tuple[str, Milestone]]) -> bool:
-        """Decide the given undecided milestones that nothing blocks any more; stop the re-added
-        seeds of stopped groups."""
+    def _settle(
+        self, tune_controller: Any, pending: Iterable[tuple[str, Milestone]], incomplete: bool = False
+    ) -> bool:
+        """Decide the given undecided milestones that nothing blocks any more (``incomplete``: a
+        group's missing seeds no longer block); stop the re-added seeds of stopped groups."""
         changed = False
         for group, milestone in sorted(pending, key=lambda key: key[1]):
-            if (group, milestone) in self._book.arrivals and not self._blocked(group, milestone):
+            if (group, milestone) in self._book.arrivals and not self._blocked(group, milestone, incomplete):
                 self._decide(tune_controller, group, milestone)
                 changed = True
         while self._to_stop:
@@ -400,8 +421,9 @@ class GroupSuccessiveHalving(_GroupScheduler):
         grace_period: float = 1,
         reduction_factor: float = 3,
         group_fn: GroupFn = group_key,
+        seeds_per_group: int | None = None,
     ) -> None:
-        super().__init__(time_attr, metric, mode, max_t, group_fn)
+        super().__init__(time_attr, metric, mode, max_t, group_fn, seeds_per_group)
         if not 0 < grace_period <= max_t:
             raise UserError(
                 f"GroupSuccessiveHalving: grace_period={grace_period} must be in (0, max_t={max_t}]"
@@ -455,8 +477,9 @@ class GroupMedianStoppingRule(_GroupScheduler):
         min_groups_required: int = 3,
         max_t: float | None = None,
         group_fn: GroupFn = group_key,
+        seeds_per_group: int | None = None,
     ) -> None:
-        super().__init__(time_attr, metric, mode, max_t, group_fn)
+        super().__init__(time_attr, metric, mode, max_t, group_fn, seeds_per_group)
         if not grace_period >= 0:
             raise UserError(f"GroupMedianStoppingRule: grace_period={grace_period} must be >= 0")
         if not min_groups_required >= 1:
@@ -515,13 +538,19 @@ class RaceByConfig(_GroupScheduler):
     2**-n, so ``alpha`` 0.05 needs 5 seeds (3 seeds: ``alpha`` >= 0.125, every seed worse).
 
     A seed's value at a milestone is its best so far. The incumbent is chosen among the groups
-    decided at that milestone so far, the group itself included (then it continues). ``max_t``
-    (optional) stops trials at that time without a last, useless wait. Why each group stopped is
-    in :attr:`stops` (saved with the book; see :func:`saved_race_stops`).
+    decided at that milestone so far, the group itself included (then it continues). Each decision
+    re-tests the groups that passed the milestone earlier and still run, against the incumbent
+    there now, so arriving first is no advantage; and pending trials start before paused seeds of
+    kept groups resume (breadth first, as F-race evaluates every candidate on an instance before
+    the next), so better groups reach the early milestones soon. A group stopped on a re-test stops
+    at once; its :class:`RaceStop` names the milestone compared. ``max_t`` (optional) stops trials
+    at that time without a last, useless wait. Why each group stopped is in :attr:`stops` (saved
+    with the book; see :func:`saved_race_stops`).
     """
 
     _book_type = _RaceBook
     _book: _RaceBook
+    _new_trials_first = True
 
     def __init__(
         self,
@@ -534,8 +563,9 @@ class RaceByConfig(_GroupScheduler):
         max_t: float | None = None,
         group_fn: GroupFn = group_key,
         seed_fn: SeedFn = seed_of,
+        seeds_per_group: int | None = None,
     ) -> None:
-        super().__init__(time_attr, metric, mode, max_t, group_fn)
+        super().__init__(time_attr, metric, mode, max_t, group_fn, seeds_per_group)
         if not min_epochs >= 0:
             raise UserError(f"RaceByConfig: min_epochs={min_epochs} must be >= 0")
         if not 0 < alpha < 1:
@@ -565,19 +595,44 @@ class RaceByConfig(_GroupScheduler):
         return self._book.best[trial_id]
 
     def _keep(self, group: str, milestone: Milestone, values: Mapping[str, float]) -> bool:
+        mine = {self._book.seed_of[tid]: v for tid, v in values.items() if math.isfinite(v)}
+        self._book.by_seed.setdefault(milestone, {})[group] = mine
+        return self._stop_if_worse(group, milestone) is None
+
+    def _decide(
+        self, tune_controller: Any, group: str, milestone: Milestone, current: str | None = None
+    ) -> bool:
+        """Decide ``group`` at the milestone, then re-test the groups that passed it earlier and
+        still run: the incumbent there may have changed, and the first to arrive would otherwise
+        always run on (each is its own incumbent until a better one gets there)."""
+        keep = super()._decide(tune_controller, group, milestone, current)
         book = self._book
-        mine = {book.seed_of[tid]: v for tid, v in values.items() if math.isfinite(v)}
-        here = book.by_seed.setdefault(milestone, {})
-        here[group] = mine
+        for other in sorted(book.by_seed[milestone]):
+            live = [tid for tid in self._members[other] if tid not in book.ended
+                    and self._trials[tid].status not in _FINISHED]
+            if other == group or other in book.stopped_at or not live:
+                continue
+            if self._stop_if_worse(other, milestone) is not None:
+                book.stopped_at[other] = milestone
+                book.arrivals = {key: v for key, v in book.arrivals.items() if key[0] != other}
+                book.to_resume = [tid for tid in book.to_resume if tid not in live]
+                for tid in live:
+                    _stop(tune_controller, self._trials[tid])
+        return keep
+
+    def _stop_if_worse(self, group: str, milestone: Milestone) -> RaceStop | None:
+        """Test ``group`` against the incumbent over the seeds recorded at the milestone; record
+        and return why it stops, if it does."""
+        here = self._book.by_seed[milestone]
         incumbent = self._incumbent(group, here)
         if incumbent == group:
-            return True
-        test = paired_worse_test(mine, here[incumbent], margin=self._tolerance)
+            return None
+        test = paired_worse_test(here[group], here[incumbent], margin=self._tolerance)
         if test.p_value > self._alpha:
-            return True
-        book.stops[group] = RaceStop(milestone, incumbent, self._sign * test.diff_median, test.p_value,
-                                     test.n_pairs)
-        return False
+            return None
+        stop = RaceStop(milestone, incumbent, self._sign * test.diff_median, test.p_value, test.n_pairs)
+        self._book.stops[group] = stop
+        return stop
 
     @staticmethod
     def _incumbent(group: str, here: Mapping[str, Mapping[Hashable, float]]) -> str:

@@ -72,6 +72,8 @@ def build_scheduler(space: SweepSpace) -> TrialScheduler:
     paper keeps the best epoch); PBT exploits on the current epoch's metric."""
     section, max_t = space.scheduler, space.recipe.max_epochs
     common = {"time_attr": "epoch", "metric": BEST_OBJECTIVE, "mode": MODE}
+    # Group schedulers wait at a milestone until a group's seeds all exist (max_concurrent_trials).
+    groups = {"seeds_per_group": len(space.grid.seeds)}
     if section.type == "fifo":
         return FIFOScheduler()
     if section.type == "asha":
@@ -96,17 +98,17 @@ def build_scheduler(space: SweepSpace) -> TrialScheduler:
         )
     if section.type == "asha_by_config":
         return GroupSuccessiveHalving(
-            **common, max_t=max_t, grace_period=section.grace_period,
+            **common, **groups, max_t=max_t, grace_period=section.grace_period,
             reduction_factor=section.reduction_factor,
         )
     if section.type == "median_by_config":
         return GroupMedianStoppingRule(
-            **common, max_t=max_t, grace_period=section.grace_period,
+            **common, **groups, max_t=max_t, grace_period=section.grace_period,
             min_groups_required=section.min_groups_required,
         )
     if section.type == "race_by_config":
         return RaceByConfig(
-            **common, max_t=section.max_t or max_t, min_epochs=section.min_epochs, alpha=section.alpha,
-            tolerance=section.tolerance / 100,  # points -> the metric's own scale
+            **common, **groups, max_t=section.max_t or max_t, min_epochs=section.min_epochs,
+            alpha=section.alpha, tolerance=section.tolerance / 100,  # points -> the metric's own scale
         )
     raise ValueError(f"unknown scheduler type {section.type!r}")  # the space schema rules this out

@@ -246,14 +246,20 @@ def test_group_median_rule_keeps_or_stops_every_seed_of_a_group_at_one_epoch(tmp
 def test_group_successive_halving_completes_with_limited_concurrency(
     tmp_path, max_concurrent
 ) -> None:
-    scheduler = GroupSuccessiveHalving(max_t=MAX_T, grace_period=1, reduction_factor=3)
-    tuner = make_tuner(scheduler, tmp_path, QUALITIES[:3], SEEDS[:2], max_concurrent)
+    """Below a group's seeds (1) the waiting seed stalls every slot: its rung is decided on the
+    seed there is; at a group's seeds (2) every decision waits for both."""
+    seeds = SEEDS[:2]
+    scheduler = GroupSuccessiveHalving(max_t=MAX_T, grace_period=1, reduction_factor=3,
+                                       seeds_per_group=len(seeds))
+    tuner = make_tuner(scheduler, tmp_path, QUALITIES[:3], seeds, max_concurrent)
 
     start = time.monotonic()
     results = tuner.fit()
 
     assert time.monotonic() - start < 90  # the time budget would have cut a deadlock short
     assert_groups_move_together(results, RUNGS)
+    book = pickle.loads((tmp_path / "sweep" / STATE_FILE).read_bytes())
+    assert {len(seeds) for seeds in book.decided_on.values()} == {max_concurrent}
 
 
 def test_restore_mid_run_decides_like_an_uninterrupted_run(tmp_path, group_halving_run) -> None:
@@ -372,7 +378,9 @@ def race_tuner(path: Path, callbacks: tuple[tune.Callback, ...] = ()) -> tune.Tu
                      "variant": tune.grid_search(list(RACE_OFFSETS))},
         tune_config=tune.TuneConfig(
             metric="objective", mode="max", max_concurrent_trials=len(RACE_SEEDS), time_budget_s=90,
-            scheduler=RaceByConfig(min_epochs=RACE_MIN_EPOCHS, max_t=RACE_MAX_T), reuse_actors=True,
+            scheduler=RaceByConfig(min_epochs=RACE_MIN_EPOCHS, max_t=RACE_MAX_T,
+                                   seeds_per_group=len(RACE_SEEDS)),
+            reuse_actors=True,
         ),
         run_config=tune.RunConfig(name="race", storage_path=str(path), verbose=0, callbacks=list(callbacks),
                                   checkpoint_config=tune.CheckpointConfig(num_to_keep=2)),
@@ -398,16 +406,14 @@ def race_run(tmp_path_factory) -> tuple[tune.ResultGrid, dict[str, RaceStop]]:
 
 
 def test_race_stops_a_configuration_worse_on_every_seed_at_the_first_allowed_epoch(race_run) -> None:
-    """At the first milestone where all its seeds pair with the incumbent's: "worse"'s seeds are
-    created as "best"'s end, one by one, so at ``min_epochs`` it may have only 4 of its 5 seeds,
-    where no exact test reaches alpha 0.05 (p >= 1/16); then it stops one epoch later."""
+    """"worse"'s seeds are created one by one as "best"'s end (max_concurrent_trials is one
+    group's seeds): its first arrivals wait at ``min_epochs`` until all 5 are there."""
     results, stops = race_run
     assert results.num_errors == 0
-    worse = stops[variant_group("worse")]
-    assert worse.epoch in (RACE_MIN_EPOCHS, RACE_MIN_EPOCHS + 1)
-    assert race_ends(results)["worse"] == [worse.epoch] * len(RACE_SEEDS)
+    assert race_ends(results)["worse"] == [RACE_MIN_EPOCHS] * len(RACE_SEEDS)
     # value = seed effect + offset + 0.1 * epoch: at every epoch "worse" - "best" is the offsets.
-    assert worse == RaceStop(worse.epoch, variant_group("best"), pytest.approx(-0.3), 1 / 32, 5)
+    expected = RaceStop(RACE_MIN_EPOCHS, variant_group("best"), pytest.approx(-0.3), 1 / 32, 5)
+    assert stops[variant_group("worse")] == expected
 
 
 def test_race_never_stops_a_configuration_tied_with_the_incumbent(race_run) -> None:
@@ -415,6 +421,59 @@ def test_race_never_stops_a_configuration_tied_with_the_incumbent(race_run) -> N
     ends = race_ends(results)
     assert ends["tied"] == ends["best"] == [RACE_MAX_T] * len(RACE_SEEDS)
     assert set(stops) == {variant_group("worse")}
+
+
+RETEST_MAX_T, EARLY_LEAD = 6, RACE_MIN_EPOCHS + 1
+WAIT_S = 30  # a cap, reached only when the race fails to stop "early"
+
+
+def early_and_late_trainable(config: dict) -> None:
+    """"early" (worse than "late" on every seed) runs to ``EARLY_LEAD`` and waits there until "late"
+    ends; "late" starts once a seed of "early" has got there, so "early" has passed ``min_epochs``
+    (its own incumbent there) when "late" reaches it."""
+    early, start = config["variant"] == "early", 0
+    checkpoint = tune.get_checkpoint()
+    if checkpoint:  # resumed after waiting for its siblings at a milestone
+        with checkpoint.as_directory() as folder:
+            start = int(Path(folder, "epoch").read_text())
+    lead, done = Path(config["flags"], "lead"), Path(config["flags"], "late-done")
+    for epoch in range(start + 1, RETEST_MAX_T + 1):
+        # "early" is stopped here by the re-test (it goes on once "late" ends, and the test fails).
+        _wait_for(done if early and epoch > EARLY_LEAD else lead if not early else None)
+        value = SEED_EFFECT[config["seed"]] + (-0.3 if early else 0.0) + 0.01 * epoch
+        with tempfile.TemporaryDirectory() as folder:
+            Path(folder, "epoch").write_text(str(epoch))
+            tune.report({"epoch": epoch, "objective": value},
+                        checkpoint=tune.Checkpoint.from_directory(folder))
+        if early and epoch == EARLY_LEAD:
+            lead.touch()
+    if not early:
+        done.touch()
+
+
+def _wait_for(flag: Path | None) -> None:
+    deadline = time.monotonic() + WAIT_S
+    while flag is not None and not flag.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def test_race_retests_a_configuration_that_passed_the_milestone_first(tmp_path) -> None:
+    """Without the re-test "early" would be its own incumbent at every epoch and run to the end."""
+    tuner = tune.Tuner(
+        tune.with_resources(early_and_late_trainable, {"cpu": 0.2}),  # all ten trials at once
+        param_space={"seed": tune.grid_search(list(RACE_SEEDS)),
+                     "variant": tune.grid_search(["early", "late"]), "flags": str(tmp_path)},
+        tune_config=tune.TuneConfig(metric="objective", mode="max", time_budget_s=90, reuse_actors=True,
+                                    scheduler=RaceByConfig(min_epochs=RACE_MIN_EPOCHS, max_t=RETEST_MAX_T,
+                                                           seeds_per_group=len(RACE_SEEDS))),
+        run_config=tune.RunConfig(name="retest", storage_path=str(tmp_path), verbose=0),
+    )
+    results = tuner.fit()
+    group = {result.config["variant"]: group_key(result.config) for result in results}
+    assert saved_race_stops(results.experiment_path) == {
+        group["early"]: RaceStop(RACE_MIN_EPOCHS, group["late"], pytest.approx(-0.3), 1 / 32, 5)}
+    assert race_ends(results) == {"early": [EARLY_LEAD] * len(RACE_SEEDS),
+                                  "late": [RETEST_MAX_T] * len(RACE_SEEDS)}
 
 
 @pytest.mark.slow  # the shared restore machinery is covered by default (test_restore_mid_run_...)
