@@ -1,93 +1,133 @@
-"""One trial of isobn-tune (cls_norm none) against ``transformers.Trainer`` on the same model,
-data, batch size, schedule and seed: per-epoch training time and dev metric, side by side.
+"""isobn-tune's epoch against ``transformers.Trainer`` on the same model, data, batch size,
+schedule and seed: four runs per round, each a fresh process, the order rotating from round to
+round; training time, whole-process wall and CPU time, and the dev metric of every run.
 
-Both fine-tune the pretrained MiniLM-L6 with a linear head on the pooler output (isobn-tune's
-``ClsNormClassifier`` with ``cls_norm=none`` is ``BertForSequenceClassification``'s head), AdamW
-(eps 1e-6, no weight decay), warm-up over the first 6% of steps then linear decay, gradient
-clipping at 1.0, the same tokenised examples with dynamic padding, and the same torch threads.
-Epoch time counts training only (HF's ``on_epoch_end`` fires before its evaluation).
+The four runs, all with cls_norm none (isobn-tune's ``ClsNormClassifier`` head is then
+``BertForSequenceClassification``'s), AdamW (eps 1e-6, no weight decay), warm-up over the first 6%
+of steps then linear decay, gradient clipping at 1.0, the same tokenised examples with dynamic
+padding, the same torch threads:
+- ``random``: isobn-tune, ``recipe.batching: random`` (the paper's recipe);
+- ``length_grouped``: isobn-tune, ``recipe.batching: length_grouped``;
+- ``trainer``: ``Trainer`` with its defaults (random sampler, ``DataCollatorWithPadding``);
+- ``trainer_grouped``: ``Trainer`` grouping by length (``train_sampling_strategy="group_by_length"``,
+  transformers 5's name for ``group_by_length=True``).
+Round r runs with seed r, so each run's dev metrics over the rounds give its seed spread.
+Training time counts the epoch's training only (Trainer's ``on_epoch_end`` fires before its
+evaluation; isobn-tune's examples per second are over training). Each run's full output is kept in
+the raw log; ratios are per round (same seed, same machine state), summarised by their median and
+range.
 
-Run: python benchmarks/vs_hf_trainer.py [--task rte] [--train-examples 400] [--epochs 2]
+Run: python benchmarks/vs_hf_trainer.py [--rounds 4] [--raw results/vs_hf_trainer_rounds.log]
+     (defaults: full RTE train set, 1 epoch, batch 32, max length 128, 2 threads)
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
+import resource
+import subprocess
+import sys
 import tempfile
 import time
+from pathlib import Path
+from typing import Any
 
 import numpy as np
-import torch
-from datasets import Dataset
-from transformers import (
-    AutoModelForSequenceClassification,
-    DataCollatorWithPadding,
-    Trainer,
-    TrainerCallback,
-    TrainingArguments,
-)
 
-from isobn_tune.batches import TaskData, TokenizedSplit
-from isobn_tune.features import default_cache_dir, tokenize_task
-from isobn_tune.glue_data import DataSource, resolve_glue_dir
-from isobn_tune.metrics import compute_metrics, selection_value
-from isobn_tune.model import load_tokenizer
-from isobn_tune.model_source import resolve_model_name
-from isobn_tune.recipe import TrialConfig
-from isobn_tune.tasks import get_task
-from isobn_tune.training import steps_per_epoch, train
+RUNS = ("random", "length_grouped", "trainer", "trainer_grouped")
+PAIRS = (("random", "trainer", 1.0), ("length_grouped", "trainer", 0.85),
+         ("length_grouped", "trainer_grouped", 1.0))  # (run, against, target ratio)
+RESULT_PREFIX = "RESULT "
 
 
-def to_hf_dataset(split: TokenizedSplit) -> Dataset:
-    spans = list(zip(split.offsets[:-1], split.offsets[1:], strict=True))
-    rows = {"input_ids": [split.input_ids[a:b].tolist() for a, b in spans]}
-    if split.token_type_ids is not None:
-        rows["token_type_ids"] = [split.token_type_ids[a:b].tolist() for a, b in spans]
-    rows["labels"] = split.labels.tolist()
-    return Dataset.from_dict(rows)
+# ----- one run, in its own process ---------------------------------------------------------------
+def run_one(args: argparse.Namespace) -> dict[str, Any]:
+    """Train one epoch as ``args.run`` says; training seconds and the dev metric."""
+    import torch
+
+    from isobn_tune.features import default_cache_dir, tokenize_task
+    from isobn_tune.glue_data import DataSource, resolve_glue_dir
+    from isobn_tune.model import load_tokenizer
+    from isobn_tune.recipe import TrialConfig
+    from isobn_tune.tasks import get_task
+
+    torch.set_num_threads(args.threads)
+    task = get_task(args.task)
+    tokenizer = load_tokenizer(args.model)
+    data = tokenize_task(task, tokenizer, args.max_seq_length, DataSource(resolve_glue_dir(args.glue_dir)),
+                         default_cache_dir(), args.train_examples, None)
+    batching = "length_grouped" if args.run == "length_grouped" else "random"
+    cfg = TrialConfig(task=task.name, model=args.model, cls_norm="none", lr=args.lr,
+                      batch_size=args.batch_size, seed=args.seed, max_epochs=args.epochs, batching=batching)
+    if args.run in ("random", "length_grouped"):
+        train_s, dev = _isobn_tune(cfg, data)
+    else:
+        train_s, dev = _trainer(cfg, data, tokenizer, task, group_by_length=args.run == "trainer_grouped")
+    return {"run": args.run, "seed": args.seed, "train_examples": len(data.train), "train_s": train_s,
+            "dev": dev, "metric": task.selection_metric}
 
 
-class EpochTimer(TrainerCallback):
-    def __init__(self) -> None:
-        self.times: list[float] = []
-        self._t0 = 0.0
+def _isobn_tune(cfg: Any, data: Any) -> tuple[float, float]:
+    import torch
 
-    def on_epoch_begin(self, args, state, control, **kwargs):  # noqa: ANN001 (HF's callback signature)
-        self._t0 = time.perf_counter()
+    from isobn_tune.training import train
 
-    def on_epoch_end(self, args, state, control, **kwargs):  # noqa: ANN001
-        self.times.append(time.perf_counter() - self._t0)
-
-
-def run_isobn_tune(cfg: TrialConfig, data: TaskData) -> list[tuple[float, float]]:
-    """(epoch seconds, dev objective) per epoch."""
     out: list[tuple[float, float]] = []
 
-    def report(metrics: dict, _ckpt: object) -> None:
+    def report(metrics: dict, _checkpoint: object) -> None:
         out.append((len(data.train) / metrics["train_examples_per_s"], metrics["objective"]))
 
     train(cfg, data, report=report, save_checkpoints=False, device=torch.device("cpu"))
-    return out
+    return sum(s for s, _ in out), max(m for _, m in out)
 
 
-def run_hf_trainer(
-    cfg: TrialConfig, data: TaskData, tokenizer: object, num_labels: int
-) -> list[tuple[float, float]]:
-    task = get_task(cfg.task)
-    torch.manual_seed(cfg.seed)
-    model = AutoModelForSequenceClassification.from_pretrained(
-        resolve_model_name(cfg.model), num_labels=num_labels
+def _trainer(cfg: Any, data: Any, tokenizer: Any, task: Any, *, group_by_length: bool) -> tuple[float, float]:
+    import torch
+    from datasets import Dataset
+    from transformers import (
+        AutoModelForSequenceClassification,
+        DataCollatorWithPadding,
+        Trainer,
+        TrainerCallback,
+        TrainingArguments,
     )
+
+    from isobn_tune.metrics import compute_metrics, selection_value
+    from isobn_tune.model_source import resolve_model_name
+    from isobn_tune.training import steps_per_epoch
+
+    def to_dataset(split: Any) -> Dataset:
+        spans = list(zip(split.offsets[:-1], split.offsets[1:], strict=True))
+        rows = {"input_ids": [split.input_ids[a:b].tolist() for a, b in spans]}
+        if split.token_type_ids is not None:
+            rows["token_type_ids"] = [split.token_type_ids[a:b].tolist() for a, b in spans]
+        rows["labels"] = split.labels.tolist()
+        return Dataset.from_dict(rows)
+
+    class EpochTimer(TrainerCallback):
+        def __init__(self) -> None:
+            self.seconds, self._t0 = 0.0, 0.0
+
+        def on_epoch_begin(self, args, state, control, **kwargs):  # noqa: ANN001 (HF's signature)
+            self._t0 = time.perf_counter()
+
+        def on_epoch_end(self, args, state, control, **kwargs):  # noqa: ANN001
+            self.seconds += time.perf_counter() - self._t0
+
+    torch.manual_seed(cfg.seed)
+    model = AutoModelForSequenceClassification.from_pretrained(resolve_model_name(cfg.model),
+                                                               num_labels=task.num_labels)
     total = cfg.max_epochs * steps_per_epoch(len(data.train), cfg.batch_size)
     dev = next(iter(data.dev.values()))
     scores: list[float] = []
 
-    def metrics_fn(pred: object) -> dict[str, float]:
-        preds = pred.predictions.squeeze(-1) if num_labels == 1 else np.argmax(pred.predictions, axis=-1)
-        value = selection_value(task, compute_metrics(task, preds, dev.labels))
-        scores.append(value)
-        return {"objective": value}
+    def metrics_fn(pred: Any) -> dict[str, float]:
+        logits = pred.predictions
+        preds = logits.squeeze(-1) if task.num_labels == 1 else np.argmax(logits, axis=-1)
+        scores.append(selection_value(task, compute_metrics(task, preds, dev.labels)))
+        return {"objective": scores[-1]}
 
     timer = EpochTimer()
     with tempfile.TemporaryDirectory() as out_dir:
@@ -98,74 +138,96 @@ def run_hf_trainer(
             lr_scheduler_type="linear", weight_decay=cfg.weight_decay, adam_epsilon=cfg.adam_eps,
             max_grad_norm=cfg.max_grad_norm, seed=cfg.seed, data_seed=cfg.seed, eval_strategy="epoch",
             save_strategy="no", logging_strategy="no", report_to=[], use_cpu=True, dataloader_num_workers=0,
+            train_sampling_strategy="group_by_length" if group_by_length else "random",
         )
-        trainer = Trainer(
-            model=model, args=args, train_dataset=to_hf_dataset(data.train),
-            eval_dataset=to_hf_dataset(dev), data_collator=DataCollatorWithPadding(tokenizer),
-            compute_metrics=metrics_fn, callbacks=[timer],
-        )
-        trainer.train()
-    return list(zip(timer.times, scores, strict=True))
+        Trainer(model=model, args=args, train_dataset=to_dataset(data.train), eval_dataset=to_dataset(dev),
+                data_collator=DataCollatorWithPadding(tokenizer), compute_metrics=metrics_fn,
+                callbacks=[timer]).train()
+    return timer.seconds, max(scores)
 
 
-def total_time(run: list[tuple[float, float]]) -> float:
-    return sum(seconds for seconds, _ in run)
+# ----- the rounds ------------------------------------------------------------------------------
+def child_command(args: argparse.Namespace, run: str, seed: int) -> list[str]:
+    forwarded = ["--task", args.task, "--model", args.model, "--train-examples", str(args.train_examples),
+                 "--max-seq-length", str(args.max_seq_length), "--batch-size", str(args.batch_size),
+                 "--lr", str(args.lr), "--epochs", str(args.epochs), "--threads", str(args.threads)]
+    if args.glue_dir:
+        forwarded += ["--glue-dir", args.glue_dir]
+    return [sys.executable, __file__, "--run", run, "--seed", str(seed), *forwarded]
 
 
-def fastest(runs: list[list[tuple[float, float]]]) -> list[tuple[float, float]]:
-    """Per epoch, the fastest time over repeats; the dev metric of the first run (same seed)."""
-    return [(min(r[i][0] for r in runs), runs[0][i][1]) for i in range(len(runs[0]))]
+def timed_run(command: list[str], raw: Any) -> dict[str, Any]:
+    """Run one child; its result with the process's wall and CPU seconds. Its output goes to
+    ``raw`` whole."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    raw.write(f"$ {' '.join(command[1:])}\n{done.stdout}{done.stderr}")
+    raw.write(f"exit {done.returncode}, wall {wall:.1f} s\n\n")
+    raw.flush()
+    if done.returncode:
+        sys.exit(f"error: a run failed (exit {done.returncode}); its output is in {raw.name}")
+    (line,) = [line for line in done.stdout.splitlines() if line.startswith(RESULT_PREFIX)]
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return json.loads(line.removeprefix(RESULT_PREFIX)) | {"wall_s": wall, "cpu_s": cpu}
 
 
-def main() -> None:
+def summarise(rounds: list[dict[str, dict[str, Any]]]) -> None:
+    first = rounds[0]["random"]
+    print(f"\n{len(rounds)} rounds; {first['train_examples']} training examples, metric {first['metric']}")
+    print("\n| run | training s: median (range) | process wall s | process CPU s | dev metric per seed |")
+    print("|---|---|---|---|---|")
+    for run in RUNS:
+        cells = [_median_range([r[run][key] for r in rounds], 1) for key in ("train_s", "wall_s", "cpu_s")]
+        devs = ", ".join(f"{r[run]['dev']:.4f}" for r in rounds)
+        print(f"| {run} | {' | '.join(cells)} | {devs} |")
+    print("\n| ratio (per round, same seed) | training time | process wall | process CPU | target |")
+    print("|---|---|---|---|---|")
+    for a, b, target in PAIRS:
+        cells = [_median_range([r[a][key] / r[b][key] for r in rounds], 3)
+                 for key in ("train_s", "wall_s", "cpu_s")]
+        print(f"| {a} / {b} | {' | '.join(cells)} | <= {target} |")
+    print("\nratios: median over rounds (min-max)")
+
+
+def _median_range(values: list[float], digits: int) -> str:
+    return f"{np.median(values):.{digits}f} ({min(values):.{digits}f}-{max(values):.{digits}f})"
+
+
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--task", default="rte")
     parser.add_argument("--model", default="minilm")
     parser.add_argument("--glue-dir", default=None)
-    parser.add_argument("--train-examples", type=int, default=400)
-    parser.add_argument("--dev-examples", type=int, default=None)
+    parser.add_argument("--train-examples", type=int, default=None, help="default: the whole train set")
     parser.add_argument("--max-seq-length", type=int, default=128)
-    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=5e-5)
-    parser.add_argument("--epochs", type=int, default=2)
-    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--raw", type=Path, help="every run's output (default: results/...rounds.log)",
+                        default=Path(__file__).parent / "results" / "vs_hf_trainer_rounds.log")
+    parser.add_argument("--run", choices=RUNS, help=argparse.SUPPRESS)  # a child: one run
+    parser.add_argument("--seed", type=int, default=1, help=argparse.SUPPRESS)
     args = parser.parse_args()
-
-    torch.set_num_threads(args.threads)
-    task = get_task(args.task)
-    tokenizer = load_tokenizer(args.model)
-    data = tokenize_task(task, tokenizer, args.max_seq_length, DataSource(resolve_glue_dir(args.glue_dir)),
-                         default_cache_dir(), args.train_examples, args.dev_examples)
-    cfg = TrialConfig(task=task.name, model=args.model, cls_norm="none", lr=args.lr,
-                      batch_size=args.batch_size, seed=args.seed, max_epochs=args.epochs)
-    # Interleaved repeats, the order alternating, fastest kept per epoch: the first runs in a
-    # process pay one-off costs (allocator, oneDNN primitive caches) that would otherwise count
-    # against whichever goes first.
-    runs_ours, runs_hf = [], []
-    for repeat in range(args.repeats):
-        if repeat % 2:
-            runs_hf.append(run_hf_trainer(cfg, data, tokenizer, task.num_labels))
-            runs_ours.append(run_isobn_tune(cfg, data))
-        else:
-            runs_ours.append(run_isobn_tune(cfg, data))
-            runs_hf.append(run_hf_trainer(cfg, data, tokenizer, task.num_labels))
-        print(f"repeat {repeat + 1} ({'Trainer first' if repeat % 2 else 'isobn-tune first'}): training time "
-              f"ratio {total_time(runs_ours[-1]) / total_time(runs_hf[-1]):.3f}", flush=True)
-    ours, hf = fastest(runs_ours), fastest(runs_hf)
-    print(f"{task.name}, {len(data.train)} train / {len(next(iter(data.dev.values())))} dev examples, "
-          f"max_seq_length {args.max_seq_length}, batch {args.batch_size}, lr {args.lr}, seed {args.seed}, "
-          f"{args.threads} threads, metric {task.selection_metric}")
-    print("| epoch | isobn-tune s | Trainer s | time ratio | isobn-tune dev | Trainer dev |")
-    print("|---|---|---|---|---|---|")
-    for epoch, ((t_ours, m_ours), (t_hf, m_hf)) in enumerate(zip(ours, hf, strict=True), start=1):
-        print(f"| {epoch} | {t_ours:.1f} | {t_hf:.1f} | {t_ours / t_hf:.3f} | {m_ours:.4f} | {m_hf:.4f} |")
-    ratios = [total_time(a) / total_time(b) for a, b in zip(runs_ours, runs_hf, strict=True)]
-    print(f"total training time ratio isobn-tune / Trainer, fastest epochs: "
-          f"{total_time(ours) / total_time(hf):.3f}; per repeat: median {np.median(ratios):.3f}, "
-          f"range {min(ratios):.3f}-{max(ratios):.3f} (target <= 1.0)")
+    if args.run:
+        print(RESULT_PREFIX + json.dumps(run_one(args)), flush=True)
+        return 0
+    rounds = []
+    with args.raw.open("w") as raw:
+        for r in range(args.rounds):
+            order = RUNS[r % len(RUNS):] + RUNS[:r % len(RUNS)]
+            results = {run: timed_run(child_command(args, run, seed=r + 1), raw) for run in order}
+            rounds.append(results)
+            print(f"round {r + 1} (seed {r + 1}; order {', '.join(order)}): " + ", ".join(
+                f"{run} {results[run]['train_s']:.1f} s / {results[run]['wall_s']:.1f} s wall, dev "
+                f"{results[run]['dev']:.4f}" for run in RUNS), flush=True)
+    summarise(rounds)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
