@@ -12,7 +12,10 @@ Besides the wall times it prints where the difference goes: the time spent in tr
 (from each epoch's ``train_examples_per_s``; the sweep's read back from MLflow) and the rest
 (model set-up, dev evaluation, checkpoints, Ray, MLflow).
 
-Run: python benchmarks/orchestration_overhead.py [--trials 2] [--train-examples 400] [--epochs 2]
+Loop and sweep run as pairs, the order alternating (``--pairs``, default 3): each pair's ratio, then
+their median and range.
+
+Run: python benchmarks/orchestration_overhead.py [--trials 2] [--train-examples 400] [--epochs 2] [--pairs 3]
 """
 
 from __future__ import annotations
@@ -22,17 +25,19 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import ray
 import torch
 import yaml
 
+from isobn_tune.batches import TaskData
 from isobn_tune.features import default_cache_dir, tokenize_task
 from isobn_tune.glue_data import DataSource, resolve_glue_dir
 from isobn_tune.mlflow_runs import epoch_metrics
 from isobn_tune.model import load_tokenizer
 from isobn_tune.recipe import TrialConfig
 from isobn_tune.runner import run_sweep
-from isobn_tune.space import load_space, trial_configs
+from isobn_tune.space import SweepSpace, load_space, trial_configs
 from isobn_tune.tasks import get_task
 from isobn_tune.training import train
 
@@ -51,7 +56,6 @@ def write_space(root: Path, args: argparse.Namespace) -> Path:
         "recipe": {"max_epochs": args.epochs},
         "scheduler": {"type": "fifo"},
         "resources": {"cpus_per_trial": args.threads, "max_concurrent_trials": 1},
-        "run": {"storage_path": str(root / "results")},
     }
     path = root / "space.yaml"
     path.write_text(yaml.safe_dump(space, sort_keys=False))
@@ -66,6 +70,27 @@ def row(path: str, wall_s: float, trials: int, examples: int, throughputs: list[
             f"{wall_s - train_s:.1f} |")
 
 
+def run_loop(space: SweepSpace, task: str, data: TaskData, threads: int) -> tuple[float, list[float]]:
+    """The trials in a plain loop over ``train()``: wall seconds and each epoch's throughput."""
+    torch.set_num_threads(threads)
+    t0 = time.perf_counter()
+    ips = [epoch[THROUGHPUT] for cfg in trial_configs(space, task)
+           for epoch in train(TrialConfig.from_dict(cfg), data, save_checkpoints=False).history]
+    return time.perf_counter() - t0, ips
+
+
+def run_through_sweep(space_file: Path, root: Path, threads: int) -> tuple[float, list[float]]:
+    """The same trials through ``run_sweep`` (Ray started and stopped inside the timing)."""
+    tracking_uri = f"sqlite:///{root / 'mlflow.db'}"
+    t0 = time.perf_counter()
+    ray.init(num_cpus=threads, include_dashboard=False, logging_level="WARNING")
+    outcome = run_sweep(space_file, storage=str(root / "results"), name="bench", tracking_uri=tracking_uri)
+    ray.shutdown()
+    wall = time.perf_counter() - t0
+    epochs = epoch_metrics(tracking_uri, outcome.parent_run_id, THROUGHPUT)
+    return wall, [m.value for history in epochs.values() for m in history]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--task", default="rte")
@@ -77,6 +102,7 @@ def main() -> None:
     parser.add_argument("--max-seq-length", type=int, default=128)
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--pairs", type=int, default=3, help="loop/sweep pairs, the order alternating")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -86,33 +112,30 @@ def main() -> None:
         data = tokenize_task(task, load_tokenizer(space.model.name_or_path), args.max_seq_length,
                              DataSource(resolve_glue_dir(space.data.glue_dir)), default_cache_dir(),
                              args.train_examples, args.dev_examples)
-
-        torch.set_num_threads(args.threads)
-        t0 = time.perf_counter()
-        loop_ips = [
-            epoch[THROUGHPUT] for cfg in trial_configs(space, task.name)
-            for epoch in train(TrialConfig.from_dict(cfg), data, save_checkpoints=False).history
-        ]
-        loop_s = time.perf_counter() - t0
-
-        tracking_uri = f"sqlite:///{Path(tmp) / 'mlflow.db'}"
-        t0 = time.perf_counter()
-        ray.init(num_cpus=args.threads, include_dashboard=False, logging_level="WARNING")
-        outcome = run_sweep(space_file, name="bench", tracking_uri=tracking_uri)
-        ray.shutdown()
-        sweep_s = time.perf_counter() - t0
-        sweep_epochs = epoch_metrics(tracking_uri, outcome.parent_run_id, THROUGHPUT)
-        sweep_ips = [m.value for history in sweep_epochs.values() for m in history]
-
-    n, examples = len(outcome.records), len(data.train)
-    print(f"{n} trials of {args.model} on {task.name}: {examples} train / "
-          f"{len(next(iter(data.dev.values())))} dev examples, {args.epochs} epochs, "
-          f"max_seq_length {args.max_seq_length}, {args.threads} threads")
-    print("| path | wall s | s per trial | in training epochs s | training examples/s | rest s |")
-    print("|---|---|---|---|---|---|")
-    print(row("plain loop over train()", loop_s, n, examples, loop_ips))
-    print(row("isobn-tune run (Ray Tune + checkpoints + MLflow)", sweep_s, n, examples, sweep_ips))
-    print(f"ratio isobn-tune run / plain loop: {sweep_s / loop_s:.3f} (target <= 1.10)")
+        examples = len(data.train)
+        print(f"{args.trials} trials of {args.model} on {task.name}: {examples} train / "
+              f"{len(next(iter(data.dev.values())))} dev examples, {args.epochs} epochs, "
+              f"max_seq_length {args.max_seq_length}, {args.threads} threads; {args.pairs} pairs, order "
+              "alternating", flush=True)
+        ratios = []
+        for pair in range(1, args.pairs + 1):
+            sweep_first = pair % 2 == 0
+            root = Path(tmp, f"pair-{pair}")
+            if sweep_first:
+                sweep = run_through_sweep(space_file, root, args.threads)
+            loop = run_loop(space, task.name, data, args.threads)
+            if not sweep_first:
+                sweep = run_through_sweep(space_file, root, args.threads)
+            ratios.append(sweep[0] / loop[0])
+            print(f"\npair {pair} ({'sweep' if sweep_first else 'loop'} first)")
+            print("| path | wall s | s per trial | in training epochs s | training examples/s | rest s |")
+            print("|---|---|---|---|---|---|")
+            print(row("plain loop over train()", loop[0], args.trials, examples, loop[1]))
+            print(row("isobn-tune run (Ray Tune + checkpoints + MLflow)", sweep[0], args.trials, examples,
+                      sweep[1]))
+            print(f"ratio isobn-tune run / plain loop: {ratios[-1]:.3f}", flush=True)
+    print(f"\nratio isobn-tune run / plain loop over {len(ratios)} pairs: median {np.median(ratios):.3f}, "
+          f"range {min(ratios):.3f}-{max(ratios):.3f}; per pair " + ", ".join(f"{r:.3f}" for r in ratios))
 
 
 if __name__ == "__main__":

@@ -148,11 +148,13 @@ def _trainer(cfg: Any, data: Any, tokenizer: Any, task: Any, *, group_by_length:
 
 # ----- the rounds ------------------------------------------------------------------------------
 def child_command(args: argparse.Namespace, run: str, seed: int) -> list[str]:
-    forwarded = ["--task", args.task, "--model", args.model, "--train-examples", str(args.train_examples),
-                 "--max-seq-length", str(args.max_seq_length), "--batch-size", str(args.batch_size),
+    forwarded = ["--task", args.task, "--model", args.model, "--max-seq-length", str(args.max_seq_length),
+                 "--batch-size", str(args.batch_size),
                  "--lr", str(args.lr), "--epochs", str(args.epochs), "--threads", str(args.threads)]
     if args.glue_dir:
         forwarded += ["--glue-dir", args.glue_dir]
+    if args.train_examples:
+        forwarded += ["--train-examples", str(args.train_examples)]
     return [sys.executable, __file__, "--run", run, "--seed", str(seed), *forwarded]
 
 
