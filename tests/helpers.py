@@ -104,6 +104,22 @@ def trial_results(task_dir: Path) -> dict[str, list[dict[str, Any]]]:
     }
 
 
+def resumed_after_a_kill(epochs: list[int], stored: int, max_epochs: int) -> bool:
+    """Whether a trial started before its driver was killed continued as it should on resume, from
+    the epochs in its result file: those it reported before the kill (``stored`` of them had
+    reached the storage; the driver's last rows may have reached only its staging directory, which
+    a resume on the same cluster uploads), then the rest from the checkpoint Tune had saved. Only
+    the epoch in flight at the kill (reported, its checkpoint not yet in Tune's saved state) may run
+    again, so the epochs read 1..k, then k or k+1 up to ``max_epochs`` (e.g. 1, 1, 2, 3)."""
+    drops = [i for i in range(1, len(epochs)) if epochs[i] <= epochs[i - 1]]
+    if len(drops) > 1:
+        return False
+    cut = drops[0] if drops else len(epochs)
+    before, again = epochs[:cut], epochs[cut:]
+    return (before == list(range(1, cut + 1)) and cut >= stored and epochs[-1] == max_epochs
+            and (not again or again == list(range(before[-1], max_epochs + 1))))
+
+
 def experiment_state(task_dir: Path) -> dict[str, dict[str, Any]] | None:
     """Tune's saved state of each trial (status, number of failures, last reported epoch); None
     while the state file is missing or half-written."""

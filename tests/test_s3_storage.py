@@ -27,6 +27,7 @@ from helpers import (
     Cluster,
     kill_session,
     poll,
+    resumed_after_a_kill,
     s3_server,
     tiny_space,
     two_node_cluster,
@@ -140,21 +141,6 @@ def _finished_and_running(bucket: Bucket, task_path: str) -> bool:
     return "TERMINATED" in statuses.values() and bool(running)
 
 
-def _restarted_once_at_the_epoch_in_flight(epochs: list[int], kept: int) -> bool:
-    """A started trial's epochs after the resume: those it reported before the kill (``kept`` of
-    them reached the bucket; the driver's last rows may have reached only its staging directory,
-    which a resume on the same cluster uploads), then the rest from the checkpoint Tune had saved.
-    Only the epoch in flight at the kill (reported, its checkpoint not yet in Tune's saved state)
-    may run again, so the epochs read 1..k, then k or k+1 up to the last (e.g. 1, 1, 2, 3)."""
-    drops = [i for i in range(1, len(epochs)) if epochs[i] <= epochs[i - 1]]
-    if len(drops) > 1:
-        return False
-    cut = drops[0] if drops else len(epochs)
-    before, again = epochs[:cut], epochs[cut:]
-    return (before == list(range(1, cut + 1)) and cut >= kept and epochs[-1] == MAX_EPOCHS
-            and (not again or again == list(range(again[0], MAX_EPOCHS + 1)) and again[0] == before[-1]))
-
-
 @pytest.mark.slow
 @pytest.mark.cluster
 def test_killed_two_node_sweep_in_a_bucket_resumes_from_its_uri(
@@ -197,8 +183,7 @@ def test_killed_two_node_sweep_in_a_bucket_resumes_from_its_uri(
     for trial_id in started:
         kept = before[trial_id]
         assert after[trial_id][:len(kept)] == kept  # nothing the bucket had is lost
-        epochs = _epochs(after[trial_id])
-        assert _restarted_once_at_the_epoch_in_flight(epochs, len(kept)), epochs
+        assert resumed_after_a_kill(_epochs(after[trial_id]), len(kept), MAX_EPOCHS), _epochs(after[trial_id])
     checkpoints = bucket.fs.get_file_info(pyarrow.fs.FileSelector(task_path, recursive=True))
     assert {i.path.split("/")[-2] for i in checkpoints if i.base_name == "best_model.pt"}  # in the bucket
 
