@@ -424,7 +424,7 @@ def test_race_never_stops_a_configuration_tied_with_the_incumbent(race_run) -> N
 
 
 RETEST_MAX_T, EARLY_LEAD = 6, RACE_MIN_EPOCHS + 1
-WAIT_S = 30  # a cap, reached only when the race fails to stop "early"
+WAIT_S = 10  # a cap for "early"'s wait: >= 5x what "late" needs to reach min_epochs after "lead"
 
 
 def early_and_late_trainable(config: dict) -> None:
@@ -441,14 +441,14 @@ def early_and_late_trainable(config: dict) -> None:
         # "early" is stopped here by the re-test (it goes on once "late" ends, and the test fails).
         _wait_for(done if early and epoch > EARLY_LEAD else lead if not early else None)
         value = SEED_EFFECT[config["seed"]] + (-0.3 if early else 0.0) + 0.01 * epoch
+        if not early and epoch == RETEST_MAX_T:
+            done.touch()  # before the last report, after which the scheduler stops the trial
         with tempfile.TemporaryDirectory() as folder:
             Path(folder, "epoch").write_text(str(epoch))
             tune.report({"epoch": epoch, "objective": value},
                         checkpoint=tune.Checkpoint.from_directory(folder))
         if early and epoch == EARLY_LEAD:
             lead.touch()
-    if not early:
-        done.touch()
 
 
 def _wait_for(flag: Path | None) -> None:
