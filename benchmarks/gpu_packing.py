@@ -152,7 +152,7 @@ def run_trial(job: Job, barrier: mp.synchronize.Barrier) -> dict[str, float]:
     def step() -> np.ndarray:
         idx = next(batches)
         batch = {k: v.to(device, non_blocking=True) for k, v in split.collate(idx).items()}
-        train_step(model, batch, optimizer, scheduler, cfg, device)
+        train_step(model, [batch], optimizer, scheduler, cfg, device)
         n = lengths[idx]
         return np.array([len(idx), n.sum(), len(idx) * n.max(), flops_of_length[n].sum(),
                          len(idx) * flops_of_length[n.max()]], dtype=np.float64)

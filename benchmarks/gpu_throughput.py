@@ -88,7 +88,7 @@ def time_steps(cfg: TrialConfig, batch_size: int, seq_len: int, steps: int, warm
     for i in range(warmup + steps):
         sync(device)
         t0 = time.perf_counter()
-        train_step(model, batch, optimizer, scheduler, cfg, device)
+        train_step(model, [batch], optimizer, scheduler, cfg, device)
         sync(device)
         if i >= warmup:
             times.append(time.perf_counter() - t0)

@@ -44,7 +44,7 @@ class Contender:
     def step(self, batch: dict[str, torch.Tensor]) -> tuple[float, float]:
         """One training step; its wall-clock and process CPU seconds."""
         wall, cpu = time.perf_counter(), time.process_time()
-        train_step(self.model, batch, self.optimizer, self.scheduler, self.cfg, CPU)
+        train_step(self.model, [batch], self.optimizer, self.scheduler, self.cfg, CPU)
         return time.perf_counter() - wall, time.process_time() - cpu
 
 

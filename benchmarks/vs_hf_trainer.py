@@ -1,17 +1,22 @@
 """isobn-tune's epoch against ``transformers.Trainer`` on the same model, data, batch size,
-schedule and seed: four runs per round, each a fresh process, the order rotating from round to
-round; training time, whole-process wall and CPU time, and the dev metric of every run.
+schedule and seed: five runs per round, each a fresh process, the order rotating from round to
+round; training time, padded tokens, whole-process wall and CPU time, and the dev metric of every
+run.
 
-The four runs, all with cls_norm none (isobn-tune's ``ClsNormClassifier`` head is then
+The five runs, all with cls_norm none (isobn-tune's ``ClsNormClassifier`` head is then
 ``BertForSequenceClassification``'s), AdamW (eps 1e-6, no weight decay), warm-up over the first 6%
 of steps then linear decay, gradient clipping at 1.0, the same tokenised examples with dynamic
 padding, the same torch threads:
-- ``random``: isobn-tune, ``recipe.batching: random`` (the paper's recipe);
-- ``length_grouped``: isobn-tune, ``recipe.batching: length_grouped``;
+- ``random``: isobn-tune's defaults, ``recipe.batching: random`` (the paper's recipe) with
+  ``length_chunks: auto`` (the encoder runs each random batch in length-sorted chunks);
+- ``random_whole``: the same with ``length_chunks: off``, each batch padded whole, as Trainer's:
+  the loops on identical work;
+- ``length_grouped``: isobn-tune, ``recipe.batching: length_grouped`` (``length_chunks: auto``);
 - ``trainer``: ``Trainer`` with its defaults (random sampler, ``DataCollatorWithPadding``);
 - ``trainer_grouped``: ``Trainer`` grouping by length (``train_sampling_strategy="group_by_length"``,
   transformers 5's name for ``group_by_length=True``).
 Round r runs with seed r, so each run's dev metrics over the rounds give its seed spread.
+Padded tokens are those the encoder ran in training (batch or chunk size times its longest).
 Training time counts the epoch's training only (Trainer's ``on_epoch_end`` fires before its
 evaluation; isobn-tune's examples per second are over training). Each run's full output is kept in
 the raw log; ratios are per round (same seed, same machine state), summarised by their median and
@@ -36,9 +41,9 @@ from typing import Any
 
 import numpy as np
 
-RUNS = ("random", "length_grouped", "trainer", "trainer_grouped")
-PAIRS = (("random", "trainer", 1.0), ("length_grouped", "trainer", 0.85),
-         ("length_grouped", "trainer_grouped", 1.0))  # (run, against, target ratio)
+RUNS = ("random", "random_whole", "length_grouped", "trainer", "trainer_grouped")
+PAIRS = (("random", "trainer", 1.0), ("random_whole", "trainer", None), ("length_grouped", "trainer", 0.85),
+         ("length_grouped", "trainer_grouped", 1.0))  # (run, against, target ratio or None)
 RESULT_PREFIX = "RESULT "
 
 
@@ -60,30 +65,45 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
                          default_cache_dir(), args.train_examples, None)
     batching = "length_grouped" if args.run == "length_grouped" else "random"
     cfg = TrialConfig(task=task.name, model=args.model, cls_norm="none", lr=args.lr,
-                      batch_size=args.batch_size, seed=args.seed, max_epochs=args.epochs, batching=batching)
-    if args.run in ("random", "length_grouped"):
-        train_s, dev = _isobn_tune(cfg, data)
+                      batch_size=args.batch_size, seed=args.seed, max_epochs=args.epochs, batching=batching,
+                      length_chunks="off" if args.run == "random_whole" else "auto")
+    if args.run.startswith("trainer"):
+        grouped = args.run == "trainer_grouped"
+        train_s, tokens, dev = _trainer(cfg, data, tokenizer, task, group_by_length=grouped)
     else:
-        train_s, dev = _trainer(cfg, data, tokenizer, task, group_by_length=args.run == "trainer_grouped")
+        train_s, tokens, dev = _isobn_tune(cfg, data)
     return {"run": args.run, "seed": args.seed, "train_examples": len(data.train), "train_s": train_s,
-            "dev": dev, "metric": task.selection_metric}
+            "padded_tokens": tokens, "dev": dev, "metric": task.selection_metric}
 
 
-def _isobn_tune(cfg: Any, data: Any) -> tuple[float, float]:
+def _isobn_tune(cfg: Any, data: Any) -> tuple[float, int, float]:
+    """Training seconds, padded training tokens, best dev metric."""
     import torch
 
     from isobn_tune.training import train
 
     out: list[tuple[float, float]] = []
+    tokens = 0
+    collate = data.train.collate
+
+    def counting_collate(indices: Any) -> dict:
+        nonlocal tokens
+        batch = collate(indices)
+        tokens += batch["input_ids"].numel()
+        return batch
 
     def report(metrics: dict, _checkpoint: object) -> None:
         out.append((len(data.train) / metrics["train_examples_per_s"], metrics["objective"]))
 
+    data.train.collate = counting_collate  # only training collates the train split
     train(cfg, data, report=report, save_checkpoints=False, device=torch.device("cpu"))
-    return sum(s for s, _ in out), max(m for _, m in out)
+    return sum(s for s, _ in out), tokens, max(m for _, m in out)
 
 
-def _trainer(cfg: Any, data: Any, tokenizer: Any, task: Any, *, group_by_length: bool) -> tuple[float, float]:
+def _trainer(
+    cfg: Any, data: Any, tokenizer: Any, task: Any, *, group_by_length: bool
+) -> tuple[float, int, float]:
+    """Training seconds, padded training tokens, best dev metric."""
     import torch
     from datasets import Dataset
     from transformers import (
@@ -108,13 +128,23 @@ def _trainer(cfg: Any, data: Any, tokenizer: Any, task: Any, *, group_by_length:
 
     class EpochTimer(TrainerCallback):
         def __init__(self) -> None:
-            self.seconds, self._t0 = 0.0, 0.0
+            self.seconds, self._t0, self.training = 0.0, 0.0, False
 
         def on_epoch_begin(self, args, state, control, **kwargs):  # noqa: ANN001 (HF's signature)
-            self._t0 = time.perf_counter()
+            self._t0, self.training = time.perf_counter(), True
 
         def on_epoch_end(self, args, state, control, **kwargs):  # noqa: ANN001
             self.seconds += time.perf_counter() - self._t0
+            self.training = False
+
+    padder = DataCollatorWithPadding(tokenizer)
+    tokens = 0
+
+    def counting_collate(features: list[dict]) -> dict:
+        nonlocal tokens
+        batch = padder(features)
+        tokens += batch["input_ids"].numel() if timer.training else 0
+        return batch
 
     torch.manual_seed(cfg.seed)
     model = AutoModelForSequenceClassification.from_pretrained(resolve_model_name(cfg.model),
@@ -141,9 +171,8 @@ def _trainer(cfg: Any, data: Any, tokenizer: Any, task: Any, *, group_by_length:
             train_sampling_strategy="group_by_length" if group_by_length else "random",
         )
         Trainer(model=model, args=args, train_dataset=to_dataset(data.train), eval_dataset=to_dataset(dev),
-                data_collator=DataCollatorWithPadding(tokenizer), compute_metrics=metrics_fn,
-                callbacks=[timer]).train()
-    return timer.seconds, max(scores)
+                data_collator=counting_collate, compute_metrics=metrics_fn, callbacks=[timer]).train()
+    return timer.seconds, tokens, max(scores)
 
 
 # ----- the rounds ------------------------------------------------------------------------------
@@ -179,10 +208,12 @@ def timed_run(command: list[str], raw: Any) -> dict[str, Any]:
 def summarise(rounds: list[dict[str, dict[str, Any]]]) -> None:
     first = rounds[0]["random"]
     print(f"\n{len(rounds)} rounds; {first['train_examples']} training examples, metric {first['metric']}")
-    print("\n| run | training s: median (range) | process wall s | process CPU s | dev metric per seed |")
-    print("|---|---|---|---|---|")
+    print("\n| run | training s: median (range) | padded tokens | process wall s | process CPU s "
+          "| dev metric per seed |")
+    print("|---|---|---|---|---|---|")
     for run in RUNS:
-        cells = [_median_range([r[run][key] for r in rounds], 1) for key in ("train_s", "wall_s", "cpu_s")]
+        cells = [_median_range([r[run][key] for r in rounds], digits)
+                 for key, digits in (("train_s", 1), ("padded_tokens", 0), ("wall_s", 1), ("cpu_s", 1))]
         devs = ", ".join(f"{r[run]['dev']:.4f}" for r in rounds)
         print(f"| {run} | {' | '.join(cells)} | {devs} |")
     print("\n| ratio (per round, same seed) | training time | process wall | process CPU | target |")
@@ -190,7 +221,7 @@ def summarise(rounds: list[dict[str, dict[str, Any]]]) -> None:
     for a, b, target in PAIRS:
         cells = [_median_range([r[a][key] / r[b][key] for r in rounds], 3)
                  for key in ("train_s", "wall_s", "cpu_s")]
-        print(f"| {a} / {b} | {' | '.join(cells)} | <= {target} |")
+        print(f"| {a} / {b} | {' | '.join(cells)} | {'-' if target is None else f'<= {target}'} |")
     print("\nratios: median over rounds (min-max)")
 
 

@@ -132,6 +132,36 @@ def length_grouped_batches(
     return iter(batches)
 
 
+def length_chunks(indices: np.ndarray, lengths: np.ndarray, chunk_cost: float) -> list[np.ndarray]:
+    """A batch's ``indices``, longest first, cut into chunks to be padded each to its own longest.
+
+    A random batch padded to its longest example wastes much of its compute on padding (RTE:
+    about 40% of the tokens, and more of the attention). The cuts minimise the padded tokens of
+    all chunks plus ``chunk_cost`` tokens per chunk, the price of one more, smaller, encoder pass;
+    a batch of similar lengths stays whole. Cutting between equal lengths never pays, so the
+    dynamic programme runs over the distinct lengths: at most max-length squared steps for any
+    batch size.
+    """
+    indices = np.asarray(indices)
+    if len(indices) == 0:
+        return []
+    order = indices[np.argsort(-lengths[indices], kind="stable")]
+    sorted_lengths = lengths[order]
+    starts = np.flatnonzero(np.r_[True, sorted_lengths[1:] != sorted_lengths[:-1]])
+    bounds = np.r_[starts, len(order)]  # chunk boundaries may fall only here
+    best = np.zeros(len(bounds))  # best[j]: least cost of the examples before bounds[j]
+    cut = np.zeros(len(bounds), dtype=np.int64)
+    for j in range(1, len(bounds)):
+        costs = best[:j] + (bounds[j] - bounds[:j]) * sorted_lengths[starts[:j]] + chunk_cost
+        cut[j] = int(np.argmin(costs))
+        best[j] = costs[cut[j]]
+    chunks, j = [], len(bounds) - 1
+    while j > 0:
+        chunks.append(order[bounds[cut[j]] : bounds[j]])
+        j = cut[j]
+    return chunks[::-1]
+
+
 def train_batches(
     split: TokenizedSplit,
     batch_size: int,

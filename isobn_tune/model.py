@@ -80,9 +80,11 @@ class ClsNormClassifier(nn.Module):
             return out.pooler_output
         return out.last_hidden_state[:, 0]
 
-    def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Logits and the pooled embedding (before normalisation)."""
-        pooled = self.pooled(batch)
+    def forward(self, *chunks: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits and the pooled embeddings (before normalisation) of one batch, given whole or as
+        chunks (see ``batches.length_chunks``): the encoder runs chunk by chunk, each padded to
+        its own longest, while the normaliser's batch statistics and the head see the whole batch."""
+        pooled = torch.cat([self.pooled(chunk) for chunk in chunks])
         logits = self.classifier(self.dropout(self.cls_norm(pooled)))
         return logits, pooled
 

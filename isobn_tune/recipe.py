@@ -21,6 +21,7 @@ from isobn_tune.strict import StrictModel
 POOLINGS = ("pooler", "cls")
 PRECISIONS = ("fp32", "bf16")
 BATCHINGS = ("random", "length_grouped")
+LENGTH_CHUNKS = ("auto", "off")
 GRID_POINT_KEY = "grid_point"
 """The Tune config key holding a grid trial's varying values (see ``search.build_param_space``)."""
 
@@ -47,6 +48,12 @@ class Recipe(StrictModel):
         default="random",
         description="random: shuffled batches (the paper); length_grouped: batches of similar length "
         "from shuffled mega-batches, less padding.",
+    )
+    length_chunks: Literal[LENGTH_CHUNKS] = Field(
+        default="auto",
+        description="auto: on a CPU the encoder runs each training batch in length-sorted chunks, each "
+        "padded to its own longest, where that saves padding; the normaliser, head and loss still see "
+        "the whole batch (same batches, same loss); off: one padded batch.",
     )
 
 

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from transformers import get_linear_schedule_with_warmup
 
-from isobn_tune.batches import TaskData, TokenizedSplit, iter_batches, train_batches
+from isobn_tune.batches import TaskData, TokenizedSplit, length_chunks, train_batches
 from isobn_tune.checkpoint_layout import BEST_MODEL_FILE, CHECKPOINT_FILE, ISOTROPY_FILE
 from isobn_tune.isotropy import IsotropyStats, isotropy_stats, save_stats
 from isobn_tune.metrics import OBJECTIVE, compute_metrics, selection_value
@@ -31,6 +31,12 @@ from isobn_tune.recipe import TrialConfig
 from isobn_tune.tasks import get_task
 
 ReportFn = Callable[[dict[str, Any], "Path | None"], None]
+
+CPU_CHUNK_COST_TOKENS = 64
+"""What one more encoder pass costs on a CPU, in padded tokens, for ``length_chunks: auto``. At 64,
+random RTE batches of MiniLM-L6 train in 0.56 of the time and length-grouped ones stay whole; 16
+cuts too finely, 256 too coarsely (benchmarks/length_chunks.py). GPUs run small chunks less
+efficiently and are not measured yet, so ``auto`` keeps their batches whole."""
 
 
 @dataclass
@@ -88,17 +94,17 @@ def autocast_context(cfg: TrialConfig, device: torch.device) -> contextlib.Abstr
 
 def train_step(
     model: ClsNormClassifier,
-    batch: dict[str, torch.Tensor],
+    chunks: list[dict[str, torch.Tensor]],
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler,
     cfg: TrialConfig,
     device: torch.device,
 ) -> torch.Tensor:
-    """One optimisation step (forward under autocast, backward, clipping, AdamW, schedule);
-    returns the detached loss."""
+    """One optimisation step on one batch, given as one or more chunks (forward under autocast,
+    backward, clipping, AdamW, schedule); returns the detached loss."""
     with autocast_context(cfg, device):
-        logits, _ = model(batch)
-    loss = model.loss(logits, batch["labels"])
+        logits, _ = model(*chunks)
+    loss = model.loss(logits, torch.cat([chunk["labels"] for chunk in chunks]))
     loss.backward()
     if cfg.max_grad_norm > 0:
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
@@ -116,17 +122,25 @@ def _to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str
 def evaluate(
     model: ClsNormClassifier, split: TokenizedSplit, cfg: TrialConfig, device: torch.device
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Predictions (class ids or regression values) and the pooled [CLS] embeddings of a split."""
+    """Predictions (class ids or regression values) and the pooled [CLS] embeddings of a split,
+    in the split's order.
+
+    The batches hold examples of similar length (longest first, so an out-of-memory shows at
+    once): in eval mode an example's outputs do not depend on its batch, and the padding is a
+    fraction of random order's (RTE dev: 20k padded tokens instead of 35k).
+    """
     model.eval()
+    order = np.argsort(-split.lengths, kind="stable")
     preds, pooled_all = [], []
-    for idx in iter_batches(split, cfg.eval_batch_size, shuffle=False, generator=None, drop_singleton=False):
-        batch = _to_device(split.collate(idx), device)
+    for start in range(0, len(order), cfg.eval_batch_size):
+        batch = _to_device(split.collate(order[start : start + cfg.eval_batch_size]), device)
         with autocast_context(cfg, device):
             logits, pooled = model(batch)
         logits = logits.float()
         preds.append(logits.squeeze(-1) if model.num_labels == 1 else logits.argmax(-1))
         pooled_all.append(pooled.float())
-    return torch.cat(preds).cpu().numpy(), torch.cat(pooled_all).cpu().numpy()
+    restore = np.argsort(order)
+    return torch.cat(preds).cpu().numpy()[restore], torch.cat(pooled_all).cpu().numpy()[restore]
 
 
 def dev_metrics(
@@ -214,13 +228,15 @@ def train(
         # 3. Isotropy of the pretrained [CLS] embedding on dev, before any update (epoch 0).
         _, iso_before = dev_metrics(model, data, cfg, device)
 
+    chunk_cost = CPU_CHUNK_COST_TOKENS if cfg.length_chunks == "auto" and device.type == "cpu" else None
     for epoch in range(start_epoch, cfg.max_epochs + 1):
-        # 4. One epoch of training.
+        # 4. One epoch of training; each batch whole, or in chunks of similar length.
         model.train()
         t0 = time.perf_counter()
         loss_sum, n_seen = torch.zeros((), device=device), 0
         for idx in _train_batches(data, cfg, epoch):
-            batch = _to_device(data.train.collate(idx), device)
+            chunks = [idx] if chunk_cost is None else length_chunks(idx, data.train.lengths, chunk_cost)
+            batch = [_to_device(data.train.collate(chunk), device) for chunk in chunks]
             loss = train_step(model, batch, optimizer, scheduler, cfg, device)
             loss_sum += loss * len(idx)  # stays on the device: no sync per step
             n_seen += len(idx)

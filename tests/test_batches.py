@@ -1,4 +1,8 @@
-"""Length-grouped training batches and the ``batching`` dispatch, on splits with known lengths."""
+"""Length-grouped training batches, length chunks and the ``batching`` dispatch, on splits with
+known lengths."""
+
+import itertools
+import time
 
 import numpy as np
 import pytest
@@ -8,6 +12,7 @@ from isobn_tune.batches import (
     BATCHINGS,
     TokenizedSplit,
     iter_batches,
+    length_chunks,
     length_grouped_batches,
     train_batches,
 )
@@ -191,3 +196,48 @@ def test_train_batches_dispatches_by_name():
 def test_unknown_batching_names_the_allowed_values():
     with pytest.raises(ValueError, match=r"unknown batching 'sorted'; allowed: random, length_grouped"):
         train_batches(make_split([3, 4]), 2, batching="sorted", generator=torch.Generator())
+
+
+def chunk_cost(chunks, lengths, per_chunk):
+    return sum(len(c) * lengths[c].max() + per_chunk for c in chunks)
+
+
+def brute_force_best(lengths, per_chunk):
+    """The least cost over every way of cutting the longest-first order into contiguous chunks."""
+    ordered = np.sort(lengths)[::-1]
+    n, best = len(ordered), np.inf
+    for k in range(n):
+        for cuts in itertools.combinations(range(1, n), k):
+            parts = np.split(ordered, cuts)
+            best = min(best, sum(len(p) * p.max() + per_chunk for p in parts))
+    return best
+
+
+@pytest.mark.parametrize("per_chunk", [0, 20, 256, 10_000])
+def test_length_chunks_partition_the_batch_at_the_least_padded_cost(per_chunk):
+    rng = np.random.default_rng(per_chunk)
+    for _ in range(20):
+        lengths = rng.integers(3, 128, size=400)
+        batch = rng.choice(400, size=int(rng.integers(1, 11)), replace=False)
+        chunks = length_chunks(batch, lengths, per_chunk)
+        assert sorted(np.concatenate(chunks).tolist()) == sorted(batch.tolist())
+        assert all(np.all(np.diff(lengths[c]) <= 0) for c in chunks)  # each chunk longest first
+        assert np.all(np.diff([lengths[c[0]] for c in chunks]) < 0)  # chunks longest first, no ties cut
+        assert chunk_cost(chunks, lengths, per_chunk) == brute_force_best(lengths[batch], per_chunk)
+
+
+def test_length_chunks_keep_similar_lengths_whole_and_split_mixed_ones():
+    lengths = np.array([120] * 16 + [12] * 16)
+    assert [len(c) for c in length_chunks(np.arange(16), lengths, 256)] == [16]
+    mixed = length_chunks(np.arange(32), lengths, 256)  # 3840 tokens padded whole, 2368 in two chunks
+    assert [sorted(c.tolist()) for c in mixed] == [list(range(16)), list(range(16, 32))]
+    assert len(length_chunks(np.arange(32), lengths, 10_000)) == 1  # not worth one more pass
+    assert length_chunks(np.arange(0), lengths, 256) == []
+
+
+def test_length_chunks_of_a_huge_batch_take_milliseconds():
+    lengths = np.random.default_rng(0).integers(1, 513, size=65536)
+    start = time.perf_counter()
+    chunks = length_chunks(np.arange(65536), lengths, 256)
+    assert time.perf_counter() - start < 2.0  # the programme runs over the 512 distinct lengths
+    assert sum(map(len, chunks)) == 65536 and len(chunks) > 1

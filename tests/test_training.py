@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch.optim.optimizer import register_optimizer_step_pre_hook
 
-from isobn_tune.batches import TaskData
+from isobn_tune.batches import TaskData, length_chunks
 from isobn_tune.checkpoint_layout import BEST_MODEL_FILE, CHECKPOINT_FILE, ISOTROPY_FILE
 from isobn_tune.features import default_cache_dir, tokenize_task
 from isobn_tune.glue_data import DataSource
@@ -16,7 +16,7 @@ from isobn_tune.metrics import compute_metrics
 from isobn_tune.model import build_model, load_tokenizer
 from isobn_tune.recipe import TrialConfig
 from isobn_tune.tasks import get_task
-from isobn_tune.training import load_checkpoint, make_optimizer, train
+from isobn_tune.training import evaluate, load_checkpoint, make_optimizer, train, train_step
 
 TINY_OVERRIDES = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
                   "intermediate_size": 64}
@@ -117,6 +117,53 @@ def test_optimizer_is_fused_adamw_with_the_recipe_eps():
     assert isinstance(optimizer, torch.optim.AdamW)
     assert [g["eps"] for g in optimizer.param_groups] == [1e-6, 1e-6]
     assert all(g["fused"] for g in optimizer.param_groups)  # on CPU too, as transformers.Trainer
+
+
+def test_a_batch_in_length_chunks_takes_the_same_step_as_whole(rte):
+    """Chunks change only the padding: IsoBN's batch statistics, the loss and every gradient are
+    those of the whole batch (dropout off, so both passes are deterministic)."""
+    no_dropout = TINY_OVERRIDES | {"hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}
+    cfg = tiny_config(cls_norm="isobn", model_overrides=no_dropout)
+    idx = np.arange(24)
+    chunks = length_chunks(idx, rte.train.lengths, 0)
+    assert len(chunks) > 2  # the 24 real pairs have several lengths
+    grads, losses = [], []
+    for parts in ([idx], chunks):
+        torch.manual_seed(0)  # the same random weights for both
+        model = build_model(cfg, num_labels=2)
+        model.train()
+        optimizer = make_optimizer(model, cfg)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+        captured = {}
+
+        def keep_grads(opt, args, kwargs, model=model, captured=captured):
+            captured.update({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
+
+        handle = register_optimizer_step_pre_hook(keep_grads)
+        try:
+            batches = [rte.train.collate(part) for part in parts]
+            losses.append(train_step(model, batches, optimizer, scheduler, cfg, CPU).item())
+        finally:
+            handle.remove()
+        grads.append(captured)
+    assert losses[0] == pytest.approx(losses[1], rel=1e-5)
+    assert grads[0].keys() == grads[1].keys() and len(grads[0]) > 10
+    for name in grads[0]:
+        torch.testing.assert_close(grads[1][name], grads[0][name], rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_evaluation_in_length_order_returns_the_splits_order(glue_dir, tokenizer):
+    cfg = tiny_config(eval_batch_size=8)
+    model = build_model(cfg, num_labels=2)
+    data = tokenize_task(get_task("rte"), tokenizer, 128, DataSource(glue_dir), default_cache_dir(), 2, 32)
+    split = data.dev["dev"]
+    preds, pooled = evaluate(model, split, cfg, CPU)
+    model.eval()
+    with torch.no_grad():  # one example at a time: no batch, no padding
+        alone = torch.cat([model(split.collate([i]))[1] for i in range(len(split))]).numpy()
+    assert len(set(split.lengths.tolist())) > 5 and pooled.shape == alone.shape
+    np.testing.assert_allclose(pooled, alone, rtol=1e-4, atol=1e-5)
+    assert preds.shape == (len(split),)
 
 
 def test_same_seed_gives_identical_metrics(rte):
