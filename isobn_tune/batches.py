@@ -64,22 +64,20 @@ class TaskData:
     dev: dict[str, TokenizedSplit]
 
 
-def iter_batches(
+def random_batches(
     split: TokenizedSplit,
     batch_size: int,
     *,
-    shuffle: bool,
-    generator: torch.Generator | None,
+    generator: torch.Generator,
     drop_singleton: bool,
 ) -> Iterator[np.ndarray]:
-    """Index arrays of consecutive batches, in a ``generator``-drawn order when ``shuffle``.
+    """Index arrays of consecutive batches of a ``generator``-drawn permutation.
 
     With ``drop_singleton`` a last batch of exactly one example is dropped, since batch
     statistics need at least two.
     """
-    n = len(split)
-    order = torch.randperm(n, generator=generator).numpy() if shuffle else np.arange(n)
-    for start in range(0, n, batch_size):
+    order = torch.randperm(len(split), generator=generator).numpy()
+    for start in range(0, len(order), batch_size):
         batch = order[start : start + batch_size]
         if drop_singleton and len(batch) == 1:
             return
@@ -172,13 +170,11 @@ def train_batches(
 ) -> Iterator[np.ndarray]:
     """A training epoch's batches by the recipe's ``batching`` name (one of ``BATCHINGS``).
 
-    ``"random"``: :func:`iter_batches` with ``shuffle=True``; ``"length_grouped"``:
+    ``"random"``: :func:`random_batches`; ``"length_grouped"``:
     :func:`length_grouped_batches` with its default mega-batch factor.
     """
     if batching == "random":
-        return iter_batches(
-            split, batch_size, shuffle=True, generator=generator, drop_singleton=drop_singleton
-        )
+        return random_batches(split, batch_size, generator=generator, drop_singleton=drop_singleton)
     if batching == "length_grouped":
         return length_grouped_batches(split, batch_size, generator=generator, drop_singleton=drop_singleton)
     raise ValueError(f"unknown batching {batching!r}; allowed: {', '.join(BATCHINGS)}")

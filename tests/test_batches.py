@@ -11,9 +11,9 @@ import torch
 from isobn_tune.batches import (
     BATCHINGS,
     TokenizedSplit,
-    iter_batches,
     length_chunks,
     length_grouped_batches,
+    random_batches,
     train_batches,
 )
 
@@ -96,10 +96,9 @@ def test_batches_are_length_sorted_within_their_mega_batch():
 def test_padding_is_far_below_random_batching():
     split, batch_size, seed = varied_split(), 16, 7
     random = list(
-        iter_batches(
+        random_batches(
             split,
             batch_size,
-            shuffle=True,
             generator=torch.Generator().manual_seed(seed),
             drop_singleton=True,
         )
@@ -176,7 +175,7 @@ def test_train_batches_dispatches_by_name():
         for name in BATCHINGS
     }
     random = list(
-        iter_batches(split, 8, shuffle=True, generator=torch.Generator().manual_seed(4), drop_singleton=True)
+        random_batches(split, 8, generator=torch.Generator().manual_seed(4), drop_singleton=True)
     )
     assert [b.tolist() for b in by_name["random"]] == [b.tolist() for b in random]
     assert [b.tolist() for b in by_name["length_grouped"]] == [b.tolist() for b in grouped(split, 8, 4)]

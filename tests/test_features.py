@@ -3,7 +3,7 @@ import pytest
 import torch
 from transformers import AutoTokenizer
 
-from isobn_tune.batches import TokenizedSplit, iter_batches
+from isobn_tune.batches import TokenizedSplit, random_batches
 from isobn_tune.features import default_cache_dir, tokenize_task
 from isobn_tune.glue_data import DataSource, load_split, subsample
 from isobn_tune.tasks import get_task
@@ -119,7 +119,7 @@ def test_shuffled_batches_are_a_reproducible_permutation():
     def order(seed):
         g = torch.Generator().manual_seed(seed)
         return np.concatenate(
-            list(iter_batches(split_of(70), 32, shuffle=True, generator=g, drop_singleton=False))
+            list(random_batches(split_of(70), 32, generator=g, drop_singleton=False))
         )
 
     assert sorted(order(0).tolist()) == list(range(70))
@@ -127,13 +127,8 @@ def test_shuffled_batches_are_a_reproducible_permutation():
     assert not np.array_equal(order(0), order(1))
 
 
-def test_eval_batches_are_sequential():
-    batches = list(iter_batches(split_of(70), 32, shuffle=False, generator=None, drop_singleton=False))
-    assert [b.tolist() for b in batches] == [list(range(32)), list(range(32, 64)), list(range(64, 70))]
-
-
 @pytest.mark.parametrize(("drop", "sizes"), [(True, [32, 32]), (False, [32, 32, 1])])
 def test_a_final_singleton_batch_is_dropped_on_request(drop, sizes):
     g = torch.Generator().manual_seed(0)
-    batches = iter_batches(split_of(65), 32, shuffle=True, generator=g, drop_singleton=drop)
+    batches = random_batches(split_of(65), 32, generator=g, drop_singleton=drop)
     assert [len(b) for b in batches] == sizes
