@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import torch
@@ -31,8 +32,9 @@ class TokenizedSplit:
     def __len__(self) -> int:
         return len(self.offsets) - 1
 
-    @property
+    @cached_property
     def lengths(self) -> np.ndarray:
+        """Tokens per example; computed once, since every collated batch or chunk reads it."""
         return np.diff(self.offsets)
 
     def collate(self, indices: Sequence[int]) -> dict[str, torch.Tensor]:
