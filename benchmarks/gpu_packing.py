@@ -46,10 +46,10 @@ import torch
 from gpu_throughput import ARCHS, DENSE_BF16_PEAK_TFLOPS, measured_matmul_tflops, model_flops_per_step, sync
 from transformers import BertConfig, get_linear_schedule_with_warmup
 
-from isobn_tune.batches import TokenizedSplit, train_batches
-from isobn_tune.model import build_model
-from isobn_tune.recipe import TrialConfig
-from isobn_tune.training import make_optimizer, train_step
+from isobn_tune.data.batches import TokenizedSplit, train_batches
+from isobn_tune.train.loop import make_optimizer, train_step
+from isobn_tune.train.model import build_model
+from isobn_tune.train.recipe import TrialConfig
 
 EMULATION_NOTE = (
     "Ray is not installed on this machine: fractional GPUs are emulated with N concurrent trial "

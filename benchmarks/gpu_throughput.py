@@ -7,7 +7,7 @@ a training step, 6 * N * tokens + 12 * layers * hidden * seq * tokens (N: non-em
 parameters; the second term is attention's QK^T and AV, forward plus backward), against the GPU's
 dense bf16 peak and against a measured 8192^3 bf16 matmul.
 
-``--check-train`` also runs :func:`isobn_tune.training.train` for two real epochs on CUDA with bf16
+``--check-train`` also runs :func:`isobn_tune.train.loop.train` for two real epochs on CUDA with bf16
 on synthetic data (checkpoint included) and checks the IsoBN statistics stayed float32 and finite.
 ``--compile`` also times each method with the model compiled in place (``torch.compile``, the
 optimizer step left eager), compilation inside the warm-up steps.
@@ -27,10 +27,10 @@ import numpy as np
 import torch
 from transformers import BertConfig, RobertaConfig, get_linear_schedule_with_warmup
 
-from isobn_tune.batches import TaskData, TokenizedSplit
-from isobn_tune.model import build_model
-from isobn_tune.recipe import TrialConfig
-from isobn_tune.training import load_checkpoint, make_optimizer, train, train_step
+from isobn_tune.data.batches import TaskData, TokenizedSplit
+from isobn_tune.train.loop import load_checkpoint, make_optimizer, train, train_step
+from isobn_tune.train.model import build_model
+from isobn_tune.train.recipe import TrialConfig
 
 ARCHS = {
     "bert-base": BertConfig(),  # the defaults are bert-base: 12 layers, 768 hidden, 12 heads

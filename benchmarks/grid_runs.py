@@ -30,12 +30,12 @@ import numpy as np
 import ray
 import yaml
 
-from isobn_tune.aggregate import GroupSummary, TrialRecord, best_groups, summarise_groups
+from isobn_tune.data.glue import resolve_glue_dir
 from isobn_tune.errors import UserError
-from isobn_tune.glue_data import resolve_glue_dir
-from isobn_tune.metrics import OBJECTIVE
-from isobn_tune.mlflow_runs import epoch_metrics, records_from_mlflow
+from isobn_tune.results.aggregate import GroupSummary, TrialRecord, best_groups, summarise_groups
 from isobn_tune.runner import run_sweep
+from isobn_tune.tracking.readback import epoch_metrics, records_from_mlflow
+from isobn_tune.train.metrics import OBJECTIVE
 
 SWEEPS = ("fifo", "asha", "asha_by_config", "race_by_config")
 LABELS = {"fifo": "full grid (fifo)", "asha": "per-trial ASHA", "asha_by_config": "group ASHA",

@@ -26,18 +26,16 @@ from pathlib import Path
 import numpy as np
 from mlflow.tracking import MlflowClient
 
-from isobn_tune.aggregate import best_by_method, summarise_groups
-from isobn_tune.mlflow_names import (
-    ISO_MEAN_ABS_CORR,
-    ISO_STD_CV,
+from isobn_tune.results.aggregate import best_by_method, summarise_groups
+from isobn_tune.tracking.names import ISOTROPY_ARTIFACT_DIR, ISOTROPY_FIGURE
+from isobn_tune.tracking.readback import find_child, metrics_at_epoch, records_from_mlflow, sweep_run
+from isobn_tune.train.isobn_params import (
     ISOBN_EPS_RATIO,
     ISOBN_NEAR_IDENTITY,
     ISOBN_SCALE_CV,
     ISOBN_SCALE_MAX_MIN,
-    ISOTROPY_ARTIFACT_DIR,
-    ISOTROPY_FIGURE,
 )
-from isobn_tune.mlflow_runs import find_child, metrics_at_epoch, records_from_mlflow, sweep_run
+from isobn_tune.train.isotropy import ISO_MEAN_ABS_CORR, ISO_STD_CV
 
 PRETRAINED = "pretrained"  # the row of the encoder before fine-tuning
 ISOTROPY = (ISO_MEAN_ABS_CORR, ISO_STD_CV)

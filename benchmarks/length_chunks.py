@@ -23,13 +23,13 @@ import time
 import numpy as np
 import torch
 
-from isobn_tune.batches import TaskData, length_chunks, train_batches
-from isobn_tune.features import default_cache_dir, tokenize_task
-from isobn_tune.glue_data import DataSource, resolve_glue_dir
-from isobn_tune.model import ClsNormClassifier, build_model, load_tokenizer
-from isobn_tune.recipe import BATCHINGS, TrialConfig
-from isobn_tune.tasks import get_task
-from isobn_tune.training import make_optimizer, train_step
+from isobn_tune.data.batches import TaskData, length_chunks, train_batches
+from isobn_tune.data.glue import DataSource, resolve_glue_dir
+from isobn_tune.data.tasks import get_task
+from isobn_tune.data.tokenization import default_cache_dir, tokenize_task
+from isobn_tune.train.loop import make_optimizer, train_step
+from isobn_tune.train.model import ClsNormClassifier, build_model, load_tokenizer
+from isobn_tune.train.recipe import BATCHINGS, TrialConfig
 
 CPU = torch.device("cpu")
 

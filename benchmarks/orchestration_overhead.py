@@ -1,5 +1,5 @@
 """Orchestration overhead: the same trials through ``isobn-tune run`` (Ray Tune, checkpoints each
-epoch, MLflow logging) versus ``isobn_tune.training.train`` called in a plain loop.
+epoch, MLflow logging) versus ``isobn_tune.train.loop.train`` called in a plain loop.
 
 Both run the trials one at a time with the same torch threads (the sweep gets
 ``cpus_per_trial = --threads`` and ``max_concurrent_trials: 1``), on the same tokenised data (the
@@ -30,16 +30,16 @@ import ray
 import torch
 import yaml
 
-from isobn_tune.batches import TaskData
-from isobn_tune.features import default_cache_dir, tokenize_task
-from isobn_tune.glue_data import DataSource, resolve_glue_dir
-from isobn_tune.mlflow_runs import epoch_metrics
-from isobn_tune.model import load_tokenizer
-from isobn_tune.recipe import TrialConfig
+from isobn_tune.data.batches import TaskData
+from isobn_tune.data.glue import DataSource, resolve_glue_dir
+from isobn_tune.data.tasks import get_task
+from isobn_tune.data.tokenization import default_cache_dir, tokenize_task
 from isobn_tune.runner import run_sweep
 from isobn_tune.space import SweepSpace, load_space, trial_configs
-from isobn_tune.tasks import get_task
-from isobn_tune.training import train
+from isobn_tune.tracking.readback import epoch_metrics
+from isobn_tune.train.loop import train
+from isobn_tune.train.model import load_tokenizer
+from isobn_tune.train.recipe import TrialConfig
 
 THROUGHPUT = "train_examples_per_s"
 

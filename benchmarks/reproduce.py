@@ -23,9 +23,9 @@ from pathlib import Path
 
 from isotropy import gather, table
 
-from isobn_tune.aggregate import summarise_groups, sweep_description
-from isobn_tune.mlflow_runs import records_from_mlflow, sweep_run
+from isobn_tune.results.aggregate import summarise_groups, sweep_description
 from isobn_tune.runner import run_sweep
+from isobn_tune.tracking.readback import records_from_mlflow, sweep_run
 
 REPO = Path(__file__).resolve().parent.parent
 

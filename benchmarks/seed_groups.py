@@ -34,7 +34,7 @@ from grid_runs import (
     summaries,
 )
 
-from isobn_tune.aggregate import TrialRecord
+from isobn_tune.results.aggregate import TrialRecord
 
 CHOICE_HEADER = (
     "| sweep | chosen config | its median here (seeds) | its median in the full grid | here − grid "

@@ -23,10 +23,10 @@ import torch
 import transformers
 from transformers import get_linear_schedule_with_warmup
 
-from isobn_tune.cls_norm import CLS_NORMS
-from isobn_tune.model import ClsNormClassifier, build_model
-from isobn_tune.recipe import TrialConfig
-from isobn_tune.training import make_optimizer, train_step
+from isobn_tune.train.cls_norm import CLS_NORMS
+from isobn_tune.train.loop import make_optimizer, train_step
+from isobn_tune.train.model import ClsNormClassifier, build_model
+from isobn_tune.train.recipe import TrialConfig
 
 CPU = torch.device("cpu")
 TARGET = 1.03

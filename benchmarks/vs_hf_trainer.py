@@ -52,11 +52,11 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
     """Train one epoch as ``args.run`` says; training seconds and the dev metric."""
     import torch
 
-    from isobn_tune.features import default_cache_dir, tokenize_task
-    from isobn_tune.glue_data import DataSource, resolve_glue_dir
-    from isobn_tune.model import load_tokenizer
-    from isobn_tune.recipe import TrialConfig
-    from isobn_tune.tasks import get_task
+    from isobn_tune.data.glue import DataSource, resolve_glue_dir
+    from isobn_tune.data.tasks import get_task
+    from isobn_tune.data.tokenization import default_cache_dir, tokenize_task
+    from isobn_tune.train.model import load_tokenizer
+    from isobn_tune.train.recipe import TrialConfig
 
     torch.set_num_threads(args.threads)
     task = get_task(args.task)
@@ -80,7 +80,7 @@ def _isobn_tune(cfg: Any, data: Any) -> tuple[float, int, float]:
     """Training seconds, padded training tokens, best dev metric."""
     import torch
 
-    from isobn_tune.training import train
+    from isobn_tune.train.loop import train
 
     out: list[tuple[float, float]] = []
     tokens = 0
@@ -114,9 +114,9 @@ def _trainer(
         TrainingArguments,
     )
 
-    from isobn_tune.metrics import compute_metrics, selection_value
-    from isobn_tune.model_source import resolve_model_name
-    from isobn_tune.training import steps_per_epoch
+    from isobn_tune.train.loop import steps_per_epoch
+    from isobn_tune.train.metrics import compute_metrics, selection_value
+    from isobn_tune.train.model_source import resolve_model_name
 
     def to_dataset(split: Any) -> Dataset:
         spans = list(zip(split.offsets[:-1], split.offsets[1:], strict=True))

@@ -11,10 +11,10 @@ MLflow model (:mod:`.mlflow_model`).
 
 from typing import Any
 
-from isobn_tune.cls_norm import build_cls_norm
+from isobn_tune.data.tasks import TASKS, get_task
 from isobn_tune.errors import UserError
-from isobn_tune.recipe import TrialConfig
-from isobn_tune.tasks import TASKS, get_task
+from isobn_tune.train.cls_norm import build_cls_norm
+from isobn_tune.train.recipe import TrialConfig
 
 __all__ = ["IsoBN", "TASKS", "TrialConfig", "UserError", "build_cls_norm", "get_task", "load_classifier"]
 
@@ -23,11 +23,11 @@ def __getattr__(name: str) -> Any:
     """``IsoBN`` and ``load_classifier`` on first use: they import torch, which the CLI's input
     checks (``isobn-tune run`` with a bad file fails in about a second) do not need."""
     if name == "IsoBN":
-        from isobn_tune.isobn import IsoBN
+        from isobn_tune.train.isobn import IsoBN
 
         return IsoBN
     if name == "load_classifier":
-        from isobn_tune.classifier_io import load_classifier
+        from isobn_tune.serving.classifier_io import load_classifier
 
         return load_classifier
     raise AttributeError(f"module 'isobn_tune' has no attribute {name!r}")

@@ -20,10 +20,10 @@ if TYPE_CHECKING:
     from pydantic import BaseModel
     from pydantic.fields import FieldInfo
 
-    from isobn_tune.glue_data import DataSource
-    from isobn_tune.recipe import TrialConfig
+    from isobn_tune.data.glue import DataSource
+    from isobn_tune.data.tasks import TaskSpec
     from isobn_tune.space import SweepSpace
-    from isobn_tune.tasks import TaskSpec
+    from isobn_tune.train.recipe import TrialConfig
 
 # Trial-config fields that are no flag of `train`: a mapping is set in a space file's model section.
 _NOT_FLAGS = ("model_overrides",)
@@ -42,8 +42,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    from isobn_tune.recipe import TrialConfig
     from isobn_tune.space.schema import DataSection
+    from isobn_tune.train.recipe import TrialConfig
 
     parser = argparse.ArgumentParser(prog="isobn-tune", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(required=True, metavar="COMMAND")
@@ -222,15 +222,15 @@ def _validated(model: type[BaseModel], values: dict[str, Any]) -> Any:
 def _train(args: argparse.Namespace) -> int:
     task, cfg, data_section, source = _checked_train_inputs(args)
     if args.output_dir is not None:
-        from isobn_tune.classifier_io import check_output_dir
+        from isobn_tune.serving.classifier_io import check_output_dir
 
         check_output_dir(args.output_dir)
 
     import torch
 
-    from isobn_tune.features import default_cache_dir, tokenize_task
-    from isobn_tune.model import load_tokenizer
-    from isobn_tune.training import train
+    from isobn_tune.data.tokenization import default_cache_dir, tokenize_task
+    from isobn_tune.train.loop import train
+    from isobn_tune.train.model import load_tokenizer
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -251,8 +251,8 @@ def _train(args: argparse.Namespace) -> int:
     print(f"best epoch {result.best_epoch}: " + " ".join(
         f"{k}={v:.4f}" for k, v in best.items() if k.startswith("dev_")))
     if args.output_dir is not None:
-        from isobn_tune.classifier_io import save_classifier
-        from isobn_tune.mlflow_names import BEST_DEV_METRIC
+        from isobn_tune.serving.classifier_io import save_classifier
+        from isobn_tune.tracking.names import BEST_DEV_METRIC
 
         save_classifier(args.output_dir, result.best_model, tokenizer, cfg, data_section.max_seq_length,
                         origin={"best_epoch": result.best_epoch, BEST_DEV_METRIC: result.best_objective})
@@ -263,11 +263,11 @@ def _train(args: argparse.Namespace) -> int:
 def _checked_train_inputs(args: argparse.Namespace) -> tuple[TaskSpec, TrialConfig, Any, DataSource]:
     """Task, trial config, data settings and data source of ``train``, checked cheapest first
     (settings, data files, model path) so bad input fails in seconds, before heavy imports."""
-    from isobn_tune.glue_data import DataSource, resolve_glue_dir, split_file
-    from isobn_tune.model_source import resolve_model_name
-    from isobn_tune.recipe import TrialConfig
+    from isobn_tune.data.glue import DataSource, resolve_glue_dir, split_file
+    from isobn_tune.data.tasks import get_task
     from isobn_tune.space.schema import DataSection
-    from isobn_tune.tasks import get_task
+    from isobn_tune.train.model_source import resolve_model_name
+    from isobn_tune.train.recipe import TrialConfig
 
     values = _flag_values(args, "trial", TrialConfig)
     task = get_task(values["task"])
@@ -300,7 +300,7 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from isobn_tune.preflight import check_run_inputs
+    from isobn_tune.sweep.preflight import check_run_inputs
 
     # Bad input fails in seconds, before torch, Ray Tune and MLflow are imported.
     check_run_inputs(args.file, storage=args.storage, name=args.name, tracking_uri=args.tracking_uri,
@@ -320,9 +320,9 @@ def _resume(args: argparse.Namespace) -> int:
 
 
 def _extend(args: argparse.Namespace) -> int:
-    from isobn_tune.extension import parse_seeds
     from isobn_tune.space import load_space
-    from isobn_tune.sweep_dir import SweepDir, read_manifest
+    from isobn_tune.sweep.directory import SweepDir, read_manifest
+    from isobn_tune.sweep.extension import parse_seeds
 
     if (args.top is not None) != (args.seeds is not None):
         raise UserError("--top and --seeds go together: extend --top K --seeds 6-10")
@@ -340,7 +340,7 @@ def _extend(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from isobn_tune.report import print_report
+    from isobn_tune.tracking.report import print_report
 
     print_report(args.target, tracking_uri=args.tracking_uri, groups=args.groups, fmt=args.fmt,
                  compare=args.compare)
@@ -348,8 +348,8 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from isobn_tune.aggregate import short_label
-    from isobn_tune.export import export_trial
+    from isobn_tune.results.aggregate import short_label
+    from isobn_tune.serving.export import export_trial
 
     exported = export_trial(args.dir, args.task, args.to, trial_id=args.trial, register=args.register,
                             tracking_uri=args.tracking_uri)
@@ -363,7 +363,7 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from isobn_tune.predict import predict_file
+    from isobn_tune.serving.predict import predict_file
 
     count = predict_file(args.model, args.input, args.out)
     print(f"{count} predictions written to {args.out}")
@@ -371,13 +371,13 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _ui(args: argparse.Namespace) -> int:
-    from isobn_tune.ui import browse
+    from isobn_tune.tracking.ui import browse
 
     return browse(args.dir, tracking_uri=args.tracking_uri, port=args.port)
 
 
 def _sync(args: argparse.Namespace) -> int:
-    from isobn_tune.tracking_sync import sync_command
+    from isobn_tune.tracking.sync import sync_command
 
     synced = sync_command(args.dir, tracking_uri=args.tracking_uri)
     parent = f"; statistics of {', '.join(synced.tasks)} logged again" if synced.tasks else ""
@@ -393,9 +393,9 @@ SHOWN_TRIALS = 8
 def format_space_summary(space: SweepSpace) -> str:
     """A human-readable overview of a sweep: model, data, axes in trial order, the first trials,
     recipe, scheduler, resources, counts and the disk the checkpoints need."""
-    from isobn_tune.cls_norm import PARAM_FIELDS, params_of
-    from isobn_tune.disk_estimate import format_disk_estimate
     from isobn_tune.space import grid_axes, grid_points, trial_count, trials_per_task
+    from isobn_tune.sweep.disk_estimate import format_disk_estimate
+    from isobn_tune.train.cls_norm import PARAM_FIELDS, params_of
 
     axes = grid_axes(space)
     width = max(len(k) for k in axes)

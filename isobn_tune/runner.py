@@ -30,47 +30,23 @@ from ray import tune
 from ray.exceptions import RayError
 from ray.tune.schedulers import FIFOScheduler, PopulationBasedTraining
 
-from isobn_tune.aggregate import (
+from isobn_tune.console import captured_output, say
+from isobn_tune.data.batches import TaskData
+from isobn_tune.data.glue import DataSource, resolve_glue_dir
+from isobn_tune.data.tasks import get_task
+from isobn_tune.data.tokenization import default_cache_dir, tokenize_task
+from isobn_tune.errors import UserError
+from isobn_tune.redaction import redact_uri
+from isobn_tune.results.aggregate import (
     TrialRecord,
     method_table,
     record_from_result,
     summarise_groups,
     table_markdown,
 )
-from isobn_tune.batches import TaskData
-from isobn_tune.checkpoint_thinning import ThinFinishedTrials
-from isobn_tune.console import captured_output, say
-from isobn_tune.errored_trials import ErroredTrialRecorder, keep_errored
-from isobn_tune.errors import UserError
-from isobn_tune.extension import (
-    extension_entry,
-    extension_trials,
-    new_points,
-    space_points,
-    top_config_points,
-)
-from isobn_tune.features import default_cache_dir, tokenize_task
-from isobn_tune.glue_data import DataSource, resolve_glue_dir
-from isobn_tune.model import load_tokenizer
-from isobn_tune.preflight import (
-    absolute_storage,
-    check_address,
-    check_storage,
-    check_sweep_name,
-    check_tracking_uri,
-    resolve_tracking_uri,
-)
-from isobn_tune.progress import ProgressLine
-from isobn_tune.redaction import redact_uri
-from isobn_tune.search import (
-    build_param_space,
-    build_scheduler,
-    build_searcher,
-    extension_param_space,
-    num_samples,
-)
 from isobn_tune.space import SweepSpace, effective_space_text, load_space, trial_count, trials_per_task
-from isobn_tune.sweep_dir import (
+from isobn_tune.sweep.checkpoint_thinning import ThinFinishedTrials
+from isobn_tune.sweep.directory import (
     EXTENSIONS_KEY,
     Experiment,
     SweepDir,
@@ -80,11 +56,35 @@ from isobn_tune.sweep_dir import (
     sweep_tracking_uri,
     write_manifest,
 )
-from isobn_tune.tasks import get_task
-from isobn_tune.tracking import SweepTracker
-from isobn_tune.tracking_sync import finish_tracking, sync_sweep
-from isobn_tune.trainable import fine_tune_trial
-from isobn_tune.tune_snapshots import wait_for_upload_before_snapshot
+from isobn_tune.sweep.errored_trials import ErroredTrialRecorder, keep_errored
+from isobn_tune.sweep.extension import (
+    extension_entry,
+    extension_trials,
+    new_points,
+    space_points,
+    top_config_points,
+)
+from isobn_tune.sweep.preflight import (
+    absolute_storage,
+    check_address,
+    check_storage,
+    check_sweep_name,
+    check_tracking_uri,
+    resolve_tracking_uri,
+)
+from isobn_tune.sweep.progress import ProgressLine
+from isobn_tune.sweep.search import (
+    build_param_space,
+    build_scheduler,
+    build_searcher,
+    extension_param_space,
+    num_samples,
+)
+from isobn_tune.sweep.trainable import fine_tune_trial
+from isobn_tune.sweep.tune_snapshots import wait_for_upload_before_snapshot
+from isobn_tune.tracking.logger import SweepTracker
+from isobn_tune.tracking.sync import finish_tracking, sync_sweep
+from isobn_tune.train.model import load_tokenizer
 
 EXCESSIVE_SNAPSHOT_WARNING_ENV = "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S"
 SNAPSHOT_PERIOD_ENV = "TUNE_GLOBAL_CHECKPOINT_S"

@@ -9,9 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import merge, tiny_space, write_yaml
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from helpers import REPO_ROOT, merge, tiny_space, write_yaml
 
 
 @pytest.fixture(scope="session")

@@ -27,11 +27,13 @@ import yaml
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
-from isobn_tune.group_schedulers import STATE_FILE
-from isobn_tune.mlflow_names import TRIAL_TAG
-from isobn_tune.mlflow_runs import child_runs
-from isobn_tune.ui import SERVER_ENV, free_port
+from isobn_tune.schedulers.group import STATE_FILE
+from isobn_tune.tracking.names import TRIAL_TAG
+from isobn_tune.tracking.readback import child_runs
+from isobn_tune.tracking.ui import SERVER_ENV, free_port
 
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SPACES = REPO_ROOT / "search_spaces"  # the shipped space files
 POLL_TIMEOUT_S = 600
 
 # ----- the tiny sweep ----------------------------------------------------------------------------

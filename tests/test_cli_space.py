@@ -7,16 +7,15 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import tiny_space, write_yaml
+from helpers import SPACES, tiny_space, write_yaml
 
 from isobn_tune.cli import format_space_summary, main
-from isobn_tune.disk_estimate import DiskEstimate, estimate_disk
-from isobn_tune.model import build_model
-from isobn_tune.recipe import TrialConfig
+from isobn_tune.data.tasks import get_task
 from isobn_tune.space import load_space, trial_configs
-from isobn_tune.tasks import get_task
+from isobn_tune.sweep.disk_estimate import DiskEstimate, estimate_disk
+from isobn_tune.train.model import build_model
+from isobn_tune.train.recipe import TrialConfig
 
-SPACES = Path(__file__).resolve().parent.parent / "search_spaces"
 QUICKSTART = SPACES / "quickstart.yaml"
 
 GRID = "grid:\n  batch_size: [16]\n  cls_norm: [isobn]\n  seeds: [1]\n"

@@ -13,8 +13,8 @@ import pytest
 
 from isobn_tune import load_classifier
 from isobn_tune.cli import main
-from isobn_tune.glue_data import DataSource, load_split, subsample
-from isobn_tune.tasks import get_task
+from isobn_tune.data.glue import DataSource, load_split, subsample
+from isobn_tune.data.tasks import get_task
 
 SCRIPT = str(Path(sys.executable).with_name("isobn-tune"))
 TINY_RUN = ["--max-train-examples", "32", "--max-dev-examples", "32", "--max-seq-length", "32",
@@ -127,7 +127,7 @@ def test_malformed_tsv_row_is_named_by_file_and_line(broken_rte, cache_dir, caps
 
 def test_every_trial_setting_is_a_flag_read_as_in_a_space_file(glue_dir):
     from isobn_tune.cli import _checked_train_inputs, _parser
-    from isobn_tune.recipe import TrialConfig
+    from isobn_tune.train.recipe import TrialConfig
 
     args = _parser().parse_args(train_args(glue_dir, "--random-init", "--lr", "1e-4", "--patience", "null",
                                            "--batching", "length_grouped", "--cls-norm", "none"))

@@ -2,15 +2,15 @@
 
 import copy
 import re
-from pathlib import Path
 from typing import Any
 
 import jsonschema
 import pytest
 import yaml
+from helpers import REPO_ROOT
 from ray.autoscaler._private.util import prepare_config, validate_config
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = REPO_ROOT
 CONFIGS = ["cluster.yaml", "cluster_local.yaml"]
 REMOTE_ROOT = "~/isobn-tune"
 SECRET_PATTERNS = [

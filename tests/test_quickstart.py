@@ -24,16 +24,15 @@ from typing import Any
 
 import pytest
 import requests
-from helpers import TINY_MODEL, kill_session, run_cli, session_pids
+from helpers import REPO_ROOT, TINY_MODEL, kill_session, run_cli, session_pids
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
-from isobn_tune import sample_glue
-from isobn_tune.mlflow_names import FIGURES_ARTIFACT_DIR
-from isobn_tune.mlflow_runs import child_runs
+from isobn_tune.data import sample_glue
 from isobn_tune.runner import run_sweep
+from isobn_tune.tracking.names import FIGURES_ARTIFACT_DIR
+from isobn_tune.tracking.readback import child_runs
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 QUICKSTART = "search_spaces/quickstart.yaml"
 SHORTER = (
     "data.max_train_examples=64", "data.max_dev_examples=64", "data.max_seq_length=32",
@@ -139,7 +138,7 @@ def test_the_bundled_sample_is_in_the_wheel(tmp_path: Path) -> None:
     names = set(subprocess.run([sys.executable, "-m", "zipfile", "-l", str(wheel)], check=True,
                                capture_output=True, text=True).stdout.split())
     for name in ("README.md", "STS-B/train.tsv", "STS-B/dev.tsv"):
-        assert f"isobn_tune/sample_glue/{name}" in names
+        assert f"isobn_tune/data/sample_glue/{name}" in names
 
 
 def test_a_failing_trial_is_named_on_the_console_with_its_error_and_traceback(

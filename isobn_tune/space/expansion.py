@@ -12,10 +12,10 @@ import itertools
 import math
 from typing import Any
 
-from isobn_tune.cls_norm import params_of
 from isobn_tune.errors import UserError
-from isobn_tune.recipe import GridPoint
 from isobn_tune.space.schema import GRID_KEYS, SweepSpace
+from isobn_tune.train.cls_norm import params_of
+from isobn_tune.train.recipe import GridPoint
 
 
 def _check_task(space: SweepSpace, task: str) -> None:

@@ -12,7 +12,8 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from isobn_tune.errors import UserError
-from isobn_tune.space.schema import SCHEDULER_TYPES, SweepSpace, cross_section_problems
+from isobn_tune.space.checks import cross_section_problems
+from isobn_tune.space.schema import SCHEDULER_TYPES, SweepSpace
 
 
 class _Loader(yaml.SafeLoader):

@@ -1,8 +1,8 @@
 """The search-space file's schema: every section, key, default and bound of a sweep.
 
-Trial-level settings are not restated here: ``recipe`` is :class:`isobn_tune.recipe.Recipe`, and
-``grid`` has one list-valued axis per field of :class:`isobn_tune.recipe.GridPoint` (with each
-normaliser's hyperparameters from :mod:`isobn_tune.cls_norm`), so a bound or default changes in
+Trial-level settings are not restated here: ``recipe`` is :class:`isobn_tune.train.recipe.Recipe`, and
+``grid`` has one list-valued axis per field of :class:`isobn_tune.train.recipe.GridPoint` (with each
+normaliser's hyperparameters from :mod:`isobn_tune.train.cls_norm`), so a bound or default changes in
 one place.
 """
 
@@ -21,15 +21,14 @@ from pydantic import (
 )
 from pydantic.fields import FieldInfo
 
-from isobn_tune import sample_glue
-from isobn_tune.cls_norm import PARAM_FIELDS
+from isobn_tune.data import sample_glue
+from isobn_tune.data.tasks import get_task
 from isobn_tune.errors import UserError
-from isobn_tune.groups import MIN_PAIRED_SEEDS, RACE_ALPHA
-from isobn_tune.model_source import resolve_model_name
-from isobn_tune.recipe import POOLINGS, GridPoint, Recipe, TrialConfig
-from isobn_tune.statistics import smallest_one_sided_p
+from isobn_tune.results.groups import RACE_ALPHA
 from isobn_tune.strict import StrictModel
-from isobn_tune.tasks import get_task
+from isobn_tune.train.cls_norm import PARAM_FIELDS
+from isobn_tune.train.model_source import resolve_model_name
+from isobn_tune.train.recipe import POOLINGS, GridPoint, Recipe, TrialConfig
 
 GRID_KEYS = {name: "seeds" if name == "seed" else name for name in GridPoint.model_fields}
 """Trial config field -> its axis in the ``grid`` section (``seeds`` lists values of ``seed``)."""
@@ -388,67 +387,3 @@ class SweepSpace(StrictModel):
     def experiment_name(self) -> str:
         """The MLflow experiment: ``mlflow.experiment_name``, else the sweep name."""
         return self.mlflow.experiment_name or self.name
-
-
-def cross_section_problems(space: SweepSpace) -> list[tuple[tuple[str, ...], str, Any]]:
-    """Problems spanning sections, as (key path, message, value)."""
-    from isobn_tune.space.expansion import trials_per_task
-
-    problems = []
-    max_epochs = space.recipe.max_epochs
-    for key in ("grace_period", "perturbation_interval", "min_epochs", "max_t"):
-        value = getattr(space.scheduler, key, None)
-        if value is not None and value > max_epochs:
-            problems.append((("scheduler", key), f"must be <= recipe.max_epochs ({max_epochs})", value))
-    if space.scheduler.type == "pbt" and space.run.checkpoints_to_keep < PBT_MIN_CHECKPOINTS:
-        problems.append((
-            ("run", "checkpoints_to_keep"),
-            (f"must be >= {PBT_MIN_CHECKPOINTS} with scheduler pbt (an exploit restores another trial's "
-             "checkpoint, which must still exist when the trial restarts)"),
-            space.run.checkpoints_to_keep,
-        ))
-    if space.data.glue_dir == sample_glue.SETTING:
-        missing = [task for task in space.tasks if task not in sample_glue.TASKS]
-        if missing:
-            problems.append((
-                ("data", "glue_dir"),
-                f"the bundled sample holds only {', '.join(sample_glue.TASKS)}, not {', '.join(missing)}",
-                space.data.glue_dir,
-            ))
-    seeds, limit = len(space.grid.seeds), space.resources.max_concurrent_trials
-    if space.scheduler.groups_seeds and limit is not None and limit % seeds:
-        problems.append((
-            ("resources", "max_concurrent_trials"),
-            (f"must be a multiple of the {seeds} seeds per configuration with scheduler "
-             f"{space.scheduler.type} (so a configuration's seeds run together)"),
-            limit,
-        ))
-    if space.scheduler.type == "race_by_config":
-        alpha, floor = space.scheduler.alpha, smallest_one_sided_p(seeds)
-        if seeds < MIN_PAIRED_SEEDS or floor > alpha:
-            problems.append((
-                ("scheduler", "alpha"),
-                (f"no configuration could ever stop: a race needs at least {MIN_PAIRED_SEEDS} seeds and "
-                 f"with {seeds} the test's p-value is at least {floor:g}; add seeds or raise alpha"),
-                alpha,
-            ))
-    if space.optuna is not None:
-        if space.scheduler.type == "pbt":
-            problems.append((("scheduler", "type"), "pbt cannot be combined with an optuna section", "pbt"))
-        if "isobn" not in space.grid.cls_norm:
-            problems.append(
-                (("grid", "cls_norm"), "must include isobn with an optuna section", space.grid.cls_norm)
-            )
-        for key in ("beta", "alpha"):
-            if key in space.grid.model_fields_set:
-                problems.append((
-                    ("grid", key),
-                    f"not used with an optuna section (optuna.{key} is searched); remove it",
-                    getattr(space.grid, key),
-                ))
-        if len(space.grid.eps) > 1:
-            problems.append((("grid", "eps"), "must have one value with an optuna section", space.grid.eps))
-    elif trials_per_task(space) > MAX_TRIALS_PER_TASK:
-        problems.append((("grid",), f"expands to more than {MAX_TRIALS_PER_TASK} trials per task",
-                         trials_per_task(space)))
-    return problems

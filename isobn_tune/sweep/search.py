@@ -1,0 +1,114 @@
+"""From a validated space to Tune's pieces: the param space, the scheduler and the searcher.
+
+One Tune experiment per task, so a scheduler or searcher never compares trials whose metrics
+belong to different tasks.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ray import tune
+from ray.tune.schedulers import (
+    ASHAScheduler,
+    FIFOScheduler,
+    MedianStoppingRule,
+    PopulationBasedTraining,
+    TrialScheduler,
+)
+from ray.tune.search import ConcurrencyLimiter, Searcher
+from ray.tune.search.optuna import OptunaSearch
+
+from isobn_tune.schedulers.group import GroupMedianStoppingRule, GroupSuccessiveHalving, RaceByConfig
+from isobn_tune.space import SweepSpace, fixed_config, grid_points, optuna_base_config, trials_per_task
+from isobn_tune.sweep.seed_repeater import SeedMedianRepeater
+from isobn_tune.train.metrics import BEST_OBJECTIVE, MODE, OBJECTIVE
+from isobn_tune.train.recipe import GRID_POINT_KEY
+
+
+def build_param_space(space: SweepSpace, task: str) -> dict[str, Any]:
+    """Tune's ``param_space`` for ``task``.
+
+    Grid sweeps: the exact ordered trial list of the space (:func:`grid_points`, seeds innermost),
+    as one ``grid_search`` over the varying values under :data:`GRID_POINT_KEY`; the fixed values
+    sit beside it. Tune would vary the alphabetically first of several grid keys fastest; with
+    one key trials are created in list order, so a configuration's seeds start together.
+    Optuna sweeps: beta and alpha are uniform domains for the searcher; seeds come from
+    :class:`SeedMedianRepeater`.
+    """
+    if space.optuna is not None:
+        opt = space.optuna
+        return optuna_base_config(space, task) | {
+            "beta": tune.uniform(opt.beta.low, opt.beta.high),
+            "alpha": tune.uniform(opt.alpha.low, opt.alpha.high),
+        }
+    return fixed_config(space, task) | {GRID_POINT_KEY: tune.grid_search(grid_points(space))}
+
+
+def extension_param_space(space: SweepSpace, task: str, points: list[dict[str, Any]]) -> dict[str, Any]:
+    """Tune's ``param_space`` for an extension's trials (:mod:`isobn_tune.sweep.extension`): its grid
+    points, in order, beside the sweep's fixed values. Each point holds every grid field, so an
+    Optuna sweep's configurations extend the same way as a grid's."""
+    return fixed_config(space, task) | {GRID_POINT_KEY: tune.grid_search(points)}
+
+
+def num_samples(space: SweepSpace) -> int:
+    """Tune's ``num_samples``: one pass over the grid, or points x seeds for Optuna."""
+    return trials_per_task(space) if space.optuna is not None else 1
+
+
+def build_searcher(space: SweepSpace) -> Searcher | None:
+    """Optuna over (beta, alpha), each point run at every seed and judged by the seed median."""
+    if space.optuna is None:
+        return None
+    opt, seeds = space.optuna, space.grid.seeds
+    optuna = OptunaSearch(metric=BEST_OBJECTIVE, mode=MODE, seed=opt.seed)
+    repeater = SeedMedianRepeater(optuna, seeds)
+    return ConcurrencyLimiter(repeater, max_concurrent=opt.max_concurrent * len(seeds))
+
+
+def build_scheduler(space: SweepSpace) -> TrialScheduler:
+    """The scheduler the file names. Stopping rules compare the best dev metric so far (the
+    paper keeps the best epoch); PBT exploits on the current epoch's metric."""
+    section, max_t = space.scheduler, space.recipe.max_epochs
+    common = {"time_attr": "epoch", "metric": BEST_OBJECTIVE, "mode": MODE}
+    # Group schedulers wait at a milestone until a group's seeds all exist (max_concurrent_trials).
+    groups = {"seeds_per_group": len(space.grid.seeds)}
+    if section.type == "fifo":
+        return FIFOScheduler()
+    if section.type == "asha":
+        return ASHAScheduler(
+            **common, max_t=max_t, grace_period=section.grace_period,
+            reduction_factor=section.reduction_factor,
+        )
+    if section.type == "median":
+        # Without enough trials to compare with, Ray's rule pauses a trial to let pending ones run
+        # (time slicing); a minimum slice of the whole budget turns that off: a trial runs on, and
+        # a pause never drops the epoch it was reporting.
+        return MedianStoppingRule(
+            **common, grace_period=section.grace_period, min_samples_required=section.min_samples_required,
+            min_time_slice=max_t,
+        )
+    if section.type == "pbt":
+        return PopulationBasedTraining(
+            time_attr="epoch", metric=OBJECTIVE, mode=MODE,
+            perturbation_interval=section.perturbation_interval, synch=section.synch,
+            # The grid's lr sits in the trial's grid point (see build_param_space).
+            hyperparam_mutations={GRID_POINT_KEY: {"lr": list(section.hyperparam_mutations.lr)}},
+        )
+    if section.type == "asha_by_config":
+        return GroupSuccessiveHalving(
+            **common, **groups, max_t=max_t, grace_period=section.grace_period,
+            reduction_factor=section.reduction_factor,
+        )
+    if section.type == "median_by_config":
+        return GroupMedianStoppingRule(
+            **common, **groups, max_t=max_t, grace_period=section.grace_period,
+            min_groups_required=section.min_groups_required,
+        )
+    if section.type == "race_by_config":
+        return RaceByConfig(
+            **common, **groups, max_t=section.max_t or max_t, min_epochs=section.min_epochs,
+            alpha=section.alpha, tolerance=section.tolerance / 100,  # points -> the metric's own scale
+        )
+    raise ValueError(f"unknown scheduler type {section.type!r}")  # the space schema rules this out

@@ -1,0 +1,66 @@
+"""``isobn-tune report``: what a sweep found, read back from MLflow (no Ray, no torch): the task x
+method table with paired seed comparisons, as Markdown, CSV or JSON."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from isobn_tune.errors import UserError
+from isobn_tune.results.aggregate import method_table, summarise_groups, sweep_description, table_csv
+from isobn_tune.results.comparisons import compare_sweep
+from isobn_tune.tracking.readback import records_from_mlflow, sweep_run
+
+FORMATS = ("md", "csv", "json")
+
+
+def print_report(target: str, *, tracking_uri: str | None = None, groups: bool = False, fmt: str = "md",
+                 compare: Sequence[str] | None = None) -> None:
+    """The report of a sweep directory (its manifest names the run) or a parent run id.
+
+    ``compare``: two configuration labels (as ``--groups`` lists them) to compare seed by seed
+    on every task where both ran, beside the comparisons with the baseline."""
+    if fmt not in FORMATS:
+        raise UserError(f"report format {fmt!r}: use one of {', '.join(FORMATS)}")
+    tracking_uri, run_id = sweep_run(target, tracking_uri)
+    records = records_from_mlflow(tracking_uri, run_id)
+    if not records:
+        raise UserError(f"run {run_id} has no trial runs yet")
+    summaries = summarise_groups(records)
+    if compare is not None:
+        labels = {s.label for s in summaries}
+        unknown = [label for label in compare if label not in labels]
+        if unknown:
+            raise UserError(f"--compare: no configuration {unknown[0]!r} in this sweep; its configurations: "
+                            f"{', '.join(sorted(labels))}")
+    if fmt == "csv":
+        print(table_csv(method_table(summaries)), end="")
+    elif fmt == "json":
+        comparisons = compare_sweep(summaries, compare=compare)
+        print(json.dumps(_finite({
+            "table": method_table(summaries),
+            "comparisons": [c.row() for c in comparisons.per_task],
+            "across_tasks": {m: a.as_row() for m, a in comparisons.across_tasks.items()},
+            "iqm": comparisons.iqm,
+            "selection_bias": comparisons.selection_bias,
+        }), indent=2))
+    else:
+        print(sweep_description(summaries, compare), end="")
+    if groups:
+        print()
+        for s in summaries:
+            print(f"{s.task:6s} {s.label:55s} median {s.median:.4f} std {s.std:.4f} "
+                  f"seeds {list(s.seeds)}")
+
+
+def _finite(value: Any) -> Any:
+    """JSON has no NaN: undefined statistics (too few seeds) become null."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
