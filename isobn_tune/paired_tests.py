@@ -44,6 +44,7 @@ from isobn_tune.statistics import A_BETTER, B_BETTER, NOT_DISTINGUISHABLE, _pair
 
 __all__ = [
     "PairedTest",
+    "check_alpha",
     "critical_count",
     "direction",
     "exact_paired_test",
@@ -61,7 +62,7 @@ ALPHA = 0.05  # the default two-sided level of every verdict
 _MAX_PAIRS = 1000  # the null distribution is exact in int64 counts / 2**n only while 2**n fits a float
 
 
-def _check_alpha(alpha: float) -> float:
+def check_alpha(alpha: float) -> float:
     if isinstance(alpha, bool) or not isinstance(alpha, int | float | np.floating) or not 0 < alpha < 1:
         raise ValueError(f"alpha must be a number in (0, 1), got {alpha!r}")
     return float(alpha)
@@ -85,7 +86,7 @@ def signed_rank_null_cdf(n: int) -> np.ndarray:
 def min_pairs_needed(alpha: float = ALPHA) -> int:
     """The fewest pairs at which the two-sided exact test can reach ``alpha``: its smallest p is
     2 / 2**n (every pair on one side), so 6 for alpha = 0.05 and 9 for 0.05 / 7."""
-    alpha = _check_alpha(alpha)
+    alpha = check_alpha(alpha)
     n = 1
     while 2.0 * 0.5**n > alpha:
         n += 1
@@ -95,7 +96,7 @@ def min_pairs_needed(alpha: float = ALPHA) -> int:
 def critical_count(n: int, alpha: float = ALPHA) -> int:
     """The largest c with 2 P(T <= c) <= alpha on n pairs (reject iff the statistic <= c); -1 when
     no c qualifies (n < :func:`min_pairs_needed`)."""
-    alpha = _check_alpha(alpha)
+    alpha = check_alpha(alpha)
     return int(np.searchsorted(2.0 * signed_rank_null_cdf(n), alpha, side="right")) - 1
 
 
@@ -193,7 +194,7 @@ class PairedTest:
 def exact_paired_test(d: np.ndarray, *, alpha: float = ALPHA) -> PairedTest:
     """The exact test, Hodges-Lehmann estimate and its dual interval for a 1-D array of paired
     differences (finite numbers), at two-sided level ``alpha`` (see the module docstring)."""
-    alpha = _check_alpha(alpha)
+    alpha = check_alpha(alpha)
     d = np.asarray(d, dtype=float)
     if d.ndim != 1 or not np.all(np.isfinite(d)):
         raise ValueError(f"paired differences must be a 1-D array of finite numbers, got {d!r}")

@@ -67,7 +67,8 @@ def test_interval_level_is_the_smallest_achievable_level_at_least_one_minus_alph
 def test_null_distribution_is_the_exact_signed_rank_distribution():
     for n in (1, 4, 9):  # brute force over every sign vector
         ranks = np.arange(1, n + 1)
-        t_plus = [int(ranks[np.array(signs, dtype=bool)].sum()) for signs in itertools.product((0, 1), repeat=n)]
+        t_plus = [int(ranks[np.array(signs, dtype=bool)].sum())
+                  for signs in itertools.product((0, 1), repeat=n)]
         expected = np.cumsum(np.bincount(t_plus, minlength=n * (n + 1) // 2 + 1)) / 2**n
         np.testing.assert_allclose(signed_rank_null_cdf(n), expected, rtol=0, atol=1e-15)
 
@@ -77,7 +78,8 @@ def test_p_value_equals_scipys_exact_wilcoxon_without_ties_or_zeros():
     for n in range(1, 26):
         for _ in range(5):
             d = rng.normal(rng.normal(0, 0.5), 1, n)
-            assert exact_p_values(d) == pytest.approx(stats.wilcoxon(d, method="exact").pvalue, rel=1e-12, abs=0)
+            expected = stats.wilcoxon(d, method="exact").pvalue
+            assert exact_p_values(d) == pytest.approx(expected, rel=1e-12, abs=0)
 
 
 def test_verdict_iff_p_at_most_alpha_iff_interval_excludes_zero_on_random_and_tied_samples():
@@ -137,7 +139,10 @@ def test_null_rejection_rate_is_at_most_alpha(kind):
     ties and zeros (integer differences in -2..2)."""
     rng = np.random.default_rng(5)
     n, sweeps = 8, 20000
-    d = rng.normal(0, 1, (sweeps, n)) if kind == "continuous" else rng.integers(-2, 3, (sweeps, n)).astype(float)
+    if kind == "continuous":
+        d = rng.normal(0, 1, (sweeps, n))
+    else:
+        d = rng.integers(-2, 3, (sweeps, n)).astype(float)
     rate = float(np.mean(exact_p_values(d) <= 0.05))
     achievable = 2 * signed_rank_null_cdf(n)[critical_count(n)]  # 0.0391 at n = 8
     se = np.sqrt(achievable * (1 - achievable) / sweeps)
@@ -147,7 +152,8 @@ def test_null_rejection_rate_is_at_most_alpha(kind):
 
 
 def test_too_few_pairs_give_counts_and_range_but_no_test():
-    r = paired_test({1: 0.7, 2: 0.6, 3: 0.8, 4: 0.5, 5: float("nan")}, {1: 0.6, 2: 0.65, 3: 0.7, 4: 0.5, 9: 0.1})
+    a = {1: 0.7, 2: 0.6, 3: 0.8, 4: 0.5, 5: float("nan")}
+    r = paired_test(a, {1: 0.6, 2: 0.65, 3: 0.7, 4: 0.5, 9: 0.1})
     assert (r.n_pairs, r.n_better, r.n_worse, r.n_tied) == (4, 2, 1, 1)
     assert (r.diff_min, r.diff_max) == pytest.approx((-0.05, 0.1))
     assert r.p_value is None and r.verdict is None and np.isnan(r.ci_low) and np.isnan(r.ci_level)
