@@ -183,13 +183,6 @@ class PairedTest:
             return "no seed with a score in both: nothing to compare"
         return "" if self.tested else too_few_text(self.alpha)
 
-    def as_dict(self) -> dict[str, Any]:
-        return {"n_pairs": self.n_pairs, "estimate": self.estimate, "ci_low": self.ci_low,
-                "ci_high": self.ci_high, "ci_level": self.ci_level, "p_value": self.p_value,
-                "min_pairs_needed": self.min_pairs_needed, "verdict": self.verdict, "n_better": self.n_better,
-                "n_worse": self.n_worse, "n_tied": self.n_tied, "diff_min": self.diff_min,
-                "diff_max": self.diff_max, "note": self.note}
-
 
 def exact_paired_test(d: np.ndarray, *, alpha: float = ALPHA) -> PairedTest:
     """The exact test, Hodges-Lehmann estimate and its dual interval for a 1-D array of paired
