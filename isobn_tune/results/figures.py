@@ -5,8 +5,9 @@ beside it, so a reader can check or re-plot the numbers without the PNG.
   to see whether the configurations differ by more than seed noise.
 - :func:`learning_curves_figure`: median dev objective per epoch over seeds, with its quartiles, to
   see whether the epoch budget was enough and how noisy training is.
-- :func:`budget_curves_figure`: expected best dev score against the number of trials per method
-  (Dodge et al. 2019), to see how much of a method's lead is bought by a larger search.
+- :func:`budget_curves_figure`: median best dev score of n trials per method with a simultaneous
+  distribution-free band (tuning curves, Lourie et al. 2024), to see how much of a method's lead
+  is bought by a larger search.
 - :func:`write_sweep_figures`: all three for every task of a sweep.
 
 Pure numpy/scipy/matplotlib (Agg, imported when plotting): no torch, Ray or MLflow.
@@ -30,7 +31,8 @@ from isobn_tune.results.aggregate import (
     short_label,
     summarise_groups,
 )
-from isobn_tune.results.statistics import expected_max_curve, percentile_interval
+from isobn_tune.results.statistics import percentile_interval
+from isobn_tune.results.tuning_curves import metric_bounds, tuning_curve
 
 __all__ = [
     "budget_curves_figure",
@@ -41,7 +43,8 @@ __all__ = [
 
 SEED_SCORE_COLUMNS = ("task", "config", "method", "seed", "score")
 LEARNING_CURVE_COLUMNS = ("task", "config", "epoch", "median", "q25", "q75", "n_seeds")
-BUDGET_CURVE_COLUMNS = ("task", "method", "over", "budget", "expected_max", "low", "high", "n_trials")
+BUDGET_CURVE_COLUMNS = ("task", "method", "over", "budget", "median_best", "low", "high", "confidence",
+                        "n_trials")
 ALL_TRIALS = "all trials"  # every trial of the method pooled
 BEST_SEEDS = "seeds of its best configuration"
 
@@ -187,12 +190,14 @@ def learning_curves_figure(records: Sequence[TrialRecord], histories: Histories,
 
 
 def budget_curves_figure(summaries: Sequence[GroupSummary], out_dir: Path, *, task: str) -> tuple[Path, Path]:
-    """Per method, :func:`~isobn_tune.results.statistics.expected_max_curve` with its +-std band over two
-    kinds of draws: the seeds of its best configuration (independent draws by construction: how
-    much best-of-n seeds flatters a configuration), and all its trials pooled (what a random or
-    Optuna search of that size would find; a grid's trials are a fixed set, not independent draws,
-    and the figure says so). A method that leads only at large budgets wins by search, not by
-    being better. Returns (png, csv); ValueError if none scored."""
+    """Per method, its :func:`~isobn_tune.results.tuning_curves.tuning_curve` (median best score of n
+    trials) with its 95% simultaneous distribution-free band, over two kinds of draws: the seeds
+    of its best configuration (independent draws by construction: how much best-of-n seeds
+    flatters a configuration), and all its trials pooled (what a random or Optuna search of that
+    size would find; a grid's trials are a fixed set, not independent draws, and the figure says
+    so). The band spans the task metric's range where the trials cannot narrow it. A method that
+    leads only at large budgets wins by search, not by being better. Returns (png, csv);
+    ValueError if none scored."""
     pooled: dict[str, list[float]] = defaultdict(list)
     best: dict[str, GroupSummary] = {}
     for s in _scored(summaries, task):
@@ -207,15 +212,16 @@ def budget_curves_figure(summaries: Sequence[GroupSummary], out_dir: Path, *, ta
     rows = []
     for method, scores in sorted(pooled.items()):
         for over, draws, style in ((ALL_TRIALS, scores, "-"), (BEST_SEEDS, list(best[method].values), "--")):
-            curve = expected_max_curve(draws)
-            (line,) = ax.plot(curve.budgets, 100 * curve.mean, style, marker="o", ms=3,
+            curve = tuning_curve(draws, bounds=metric_bounds(task), confidence=_CONFIDENCE)
+            (line,) = ax.plot(curve.budgets, 100 * curve.median, style, marker="o", ms=3,
                               label=f"{method}, {over} (N={curve.n_trials})")
             ax.fill_between(curve.budgets, 100 * curve.low, 100 * curve.high, color=line.get_color(),
                             alpha=0.15)
             rows += [{"task": task, "method": method, "over": over, **row, "n_trials": curve.n_trials}
                      for row in curve.to_rows()]
-    ax.set(title=f"{task}: expected best dev score vs number of trials (Dodge et al. 2019)",
-           xlabel="trials (budget)", ylabel="expected best dev score (x100)")
+    ax.set(title=f"{task}: median best dev score of n trials, {_CONFIDENCE:.0%} simultaneous band "
+                 "(Lourie et al. 2024)",
+           xlabel="trials (budget)", ylabel="median best dev score (x100)")
     ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right", fontsize="small")

@@ -13,8 +13,6 @@ removes the part of the noise the seed shares between them. Scores are "higher i
   (Agarwal et al. 2021, "Deep RL at the Edge of the Statistical Precipice").
 - :func:`interquartile_mean`: the IQM, a robust average (Agarwal et al. 2021).
 - :func:`selection_bias`: how much picking the best of k equal configurations flatters it.
-- :func:`expected_max_curve`: expected best dev score against the number of trials (Dodge et al.
-  2019, "Show Your Work").
 
 Pure numpy/scipy: no torch, Ray or MLflow, so reports can use it anywhere.
 """
@@ -37,12 +35,10 @@ __all__ = [
     "NOT_DISTINGUISHABLE",
     "VERDICTS",
     "AcrossTasks",
-    "ExpectedMaxCurve",
     "PairedComparison",
     "PairedWorse",
     "Verdict",
     "aggregate_across_tasks",
-    "expected_max_curve",
     "expected_max_standard_normal",
     "interquartile_mean",
     "iqm_by_method",
@@ -478,51 +474,3 @@ def selection_bias(*, seed_std: float, n_seeds: int, k: int,
     else:
         raise ValueError(f"estimator must be 'median' or 'mean', got {estimator!r}")
     return float(expected_max_standard_normal(k) * s_est)
-
-
-@dataclass(frozen=True)
-class ExpectedMaxCurve:
-    """Expected best score after ``budgets[j]`` trials: ``mean[j]``, with the band
-    ``low[j]``..``high[j]`` = mean -/+ the std of that maximum, clipped to the observed range."""
-
-    budgets: np.ndarray
-    mean: np.ndarray
-    std: np.ndarray
-    low: np.ndarray
-    high: np.ndarray
-    n_trials: int
-
-    def to_rows(self) -> list[dict[str, float | int]]:
-        """One CSV row per budget."""
-        return [{"budget": int(n), "expected_max": float(m), "low": float(lo), "high": float(hi)}
-                for n, m, lo, hi in zip(self.budgets, self.mean, self.low, self.high, strict=True)]
-
-
-def expected_max_curve(scores: Sequence[float], budgets: Sequence[int] | None = None) -> ExpectedMaxCurve:
-    """Expected validation performance against budget (Dodge et al. 2019, "Show Your Work").
-
-    With the N scores sorted v_(1) <= ... <= v_(N), the best of n draws with replacement from
-    them has P(max = v_(i)) = (i/N)^n - ((i-1)/N)^n, so E[max] = sum_i v_(i) * that, and its
-    variance sum_i v_(i)^2 * that - E[max]^2 (the +- std band Dodge et al. plot). Budgets default
-    to 1..N; larger ones are allowed (the draws are with replacement). The estimator assumes the N
-    trials are independent draws from one distribution: true for the seeds of one configuration
-    or for random search, not for a grid or Optuna, whose trials are not i.i.d.
-    """
-    values = np.sort(_finite_scores(scores, "scores"))
-    n_trials = int(values.size)
-    if budgets is None:
-        budget_array = np.arange(1, n_trials + 1)
-    else:
-        if isinstance(budgets, str | bytes) or not isinstance(budgets, Sequence | np.ndarray) \
-                or len(budgets) == 0:
-            raise ValueError(f"budgets must be a non-empty sequence of integers >= 1, got {budgets!r}")
-        budget_array = np.array([_check_positive_int(n, "every budget") for n in budgets])
-    ranks = np.arange(n_trials + 1) / n_trials  # 0, 1/N, ..., 1
-    cdf = ranks[None, 1:] ** budget_array[:, None].astype(float)
-    below = ranks[None, :-1] ** budget_array[:, None].astype(float)
-    weights = cdf - below  # P(max of n draws = v_(i)), shape (budgets, N)
-    mean = weights @ values
-    std = np.sqrt(np.clip(weights @ values**2 - mean**2, 0.0, None))
-    low = np.clip(mean - std, values[0], values[-1])
-    high = np.clip(mean + std, values[0], values[-1])
-    return ExpectedMaxCurve(budget_array, mean, std, low, high, n_trials)

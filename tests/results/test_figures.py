@@ -18,6 +18,7 @@ from isobn_tune.results.figures import (
     seed_scores_figure,
     write_sweep_figures,
 )
+from isobn_tune.results.tuning_curves import tuning_curve
 from isobn_tune.train.recipe import TrialConfig
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -107,7 +108,7 @@ def test_learning_curves_are_medians_over_the_seeds_with_that_epoch(tmp_path: Pa
     assert all(epoch2[c] < epoch1[c] for c in labels)  # every configuration has a trial without epoch 2
 
 
-def test_budget_curves_start_at_the_mean_of_their_draws_and_never_decrease(tmp_path: Path) -> None:
+def test_budget_curves_are_tuning_curves_of_their_draws_inside_their_bands(tmp_path: Path) -> None:
     records = _sweep()
     summaries = summarise_groups(records)
     png, csv_path = budget_curves_figure(summaries, tmp_path, task="rte")
@@ -121,11 +122,12 @@ def test_budget_curves_start_at_the_mean_of_their_draws_and_never_decrease(tmp_p
             mine = [r for r in rows if r["method"] == method and r["over"] == over]
             assert [int(r["budget"]) for r in mine] == list(range(1, len(draws) + 1))
             assert {int(r["n_trials"]) for r in mine} == {len(draws)}
-            curve = np.array([float(r["expected_max"]) for r in mine])
-            assert curve[0] == pytest.approx(np.mean(draws), abs=1e-12)
-            assert np.all(np.diff(curve) >= -1e-12)
-            assert curve[-1] <= max(draws) + 1e-12
-            assert all(float(r["low"]) <= float(r["expected_max"]) <= float(r["high"]) for r in mine)
+            curve = np.array([float(r["median_best"]) for r in mine])
+            assert curve.tolist() == tuning_curve(draws, bounds=(0.0, 1.0)).median.tolist()
+            assert min(draws) <= curve[0] <= np.median(draws) and np.all(np.diff(curve) >= 0)
+            assert curve[-1] <= max(draws)
+            assert all(0 <= float(r["low"]) <= float(r["median_best"]) <= float(r["high"]) <= 1 for r in mine)
+            assert {r["confidence"] for r in mine} == {"0.95"}
 
 
 def test_write_sweep_figures_writes_three_figures_per_task(tmp_path: Path) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import math
 import re
 import warnings
@@ -16,7 +15,6 @@ from isobn_tune.results.statistics import (
     NOT_DISTINGUISHABLE,
     PairedWorse,
     aggregate_across_tasks,
-    expected_max_curve,
     expected_max_standard_normal,
     interquartile_mean,
     iqm_by_method,
@@ -192,37 +190,6 @@ def test_interquartile_mean_matches_hand_computation():
         {"none": 2.5, "isobn": 3.5})
 
 
-def _brute_force_max(scores: list[float], budget: int) -> tuple[float, float]:
-    maxima = [max(scores[i] for i in draw) for draw in itertools.product(range(len(scores)), repeat=budget)]
-    return float(np.mean(maxima)), float(np.std(maxima))
-
-
-def test_expected_max_curve_matches_brute_force_enumeration():
-    rng = np.random.default_rng(3)
-    for n_trials in range(1, 6):
-        scores = rng.choice([0.5, 0.6, 0.65, 0.7, 0.8], size=n_trials).tolist()  # with ties
-        curve = expected_max_curve(scores, budgets=[1, 2, 3, 4])
-        for j, budget in enumerate(curve.budgets):
-            mean, std = _brute_force_max(scores, int(budget))
-            assert np.isclose(curve.mean[j], mean)
-            assert np.isclose(curve.std[j], std)
-            assert np.isclose(curve.low[j], max(mean - std, min(scores)))
-            assert np.isclose(curve.high[j], min(mean + std, max(scores)))
-
-
-def test_expected_max_curve_starts_at_the_mean_and_approaches_the_max():
-    scores = [0.61, 0.72, 0.55, 0.70, 0.66, 0.58]
-    curve = expected_max_curve(scores)
-    assert curve.budgets.tolist() == [1, 2, 3, 4, 5, 6]
-    assert curve.mean[0] == pytest.approx(np.mean(scores))
-    assert np.all(np.diff(curve.mean) > 0)
-    assert expected_max_curve(scores, budgets=[500]).mean[0] == pytest.approx(max(scores), abs=1e-9)
-    rows = curve.to_rows()
-    assert rows[0] == {"budget": 1, "expected_max": pytest.approx(np.mean(scores)),
-                       "low": pytest.approx(curve.low[0]), "high": pytest.approx(curve.high[0])}
-    assert len(rows) == 6
-
-
 def test_expected_max_standard_normal_known_values_and_monte_carlo():
     assert expected_max_standard_normal(1) == pytest.approx(0.0, abs=1e-12)
     assert expected_max_standard_normal(2) == pytest.approx(1 / math.sqrt(math.pi), rel=1e-9)
@@ -263,16 +230,7 @@ def test_confidence_outside_zero_one_is_named(confidence):
         aggregate_across_tasks({"rte": (a, b)}, confidence=confidence)
 
 
-@pytest.mark.parametrize("budgets", [[0], [1, -2], [1.5], []])
-def test_budgets_below_one_are_named(budgets):
-    bad = repr(budgets[-1]) if budgets else repr(budgets)
-    with pytest.raises(ValueError, match=re.escape(bad)):
-        expected_max_curve([0.5, 0.6], budgets=budgets)
-
-
 @pytest.mark.parametrize("call", [
-    lambda: expected_max_curve([]),
-    lambda: expected_max_curve([0.5, float("nan")]),
     lambda: interquartile_mean([]),
     lambda: iqm_by_method({"isobn": []}),
     lambda: paired_comparison([0.9, 0.8], [0.7, 0.6]),
@@ -299,7 +257,7 @@ def test_bad_input_messages_name_the_value():
     with pytest.raises(ValueError, match=r"list"):
         paired_comparison([0.9, 0.8], [0.7, 0.6])
     with pytest.raises(ValueError, match=r"position 1 is nan"):
-        expected_max_curve([0.5, float("nan")])
+        interquartile_mean([0.5, float("nan")])
     with pytest.raises(ValueError, match=r"got 0"):
         selection_bias(seed_std=0.1, n_seeds=0, k=3)
 
