@@ -17,9 +17,10 @@ def seeds(values: list[float | None], lr: float = 2e-5, cls_norm: str = "isobn",
           first_seed: int = 1) -> list[TrialRecord]:
     """One configuration's trials, seed ``first_seed + i`` scoring ``values[i]`` (None: no epoch
     reported)."""
-    return [TrialRecord(f"{cls_norm}-{lr}-{seed}", TrialConfig(task="rte", model="m", cls_norm=cls_norm, lr=lr,
-                                                               seed=seed), value, 3, status)
-            for seed, value in enumerate(values, start=first_seed)]
+    configs = [TrialConfig(task="rte", model="m", cls_norm=cls_norm, lr=lr, seed=seed)
+               for seed in range(first_seed, first_seed + len(values))]
+    return [TrialRecord(f"{cls_norm}-{lr}-{cfg.seed}", cfg, value, 3, status)
+            for cfg, value in zip(configs, values, strict=True)]
 
 
 def only_summary(records: list[TrialRecord]):
