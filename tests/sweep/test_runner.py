@@ -399,8 +399,8 @@ def test_optuna_refinement_runs_points_in_range_at_every_seed_judged_by_the_medi
 ) -> None:
     space_file = write_space(
         grid={"cls_norm": ["isobn"], "seeds": [1, 2]},
-        optuna={"n_points": 2, "max_concurrent": 1, "beta": {"low": 0.2, "high": 1.2},
-                "alpha": {"low": 0.85, "high": 0.99}, "seed": 3},
+        optuna={"cls_norm": "isobn", "n_points": 2, "max_concurrent": 1, "seed": 3,
+                "params": {"beta": {"low": 0.2, "high": 1.2}, "alpha": {"low": 0.85, "high": 0.99}}},
     )
     with contextlib.redirect_stdout(io.StringIO()):
         outcome = run_sweep(space_file, name="optuna")
