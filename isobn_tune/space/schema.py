@@ -262,11 +262,6 @@ class SearchRange(StrictModel):
     """An Optuna search range of a numeric normaliser hyperparameter: ``[low, high]`` within the
     field's own bounds, uniform or (``log``) log-uniform."""
 
-    @property
-    def integer(self) -> bool:
-        """Whether the hyperparameter is an integer (sampled as one)."""
-        return type(self).model_fields["low"].annotation is int
-
     @model_validator(mode="after")
     def _ordered(self) -> SearchRange:
         if not self.low < self.high:
@@ -276,22 +271,24 @@ class SearchRange(StrictModel):
         return self
 
     def describe(self) -> str:
+        """The range as ``isobn-tune show`` prints it."""
         return f"{'log-uniform' if self.log else 'uniform'} in [{self.low}, {self.high}]"
 
 
 class SearchChoices(StrictModel):
-    """The Optuna choices of a categorical normaliser hyperparameter (a Literal or a bool)."""
+    """The Optuna choices of a categorical (Literal) normaliser hyperparameter."""
 
     def describe(self) -> str:
+        """The choices as ``isobn-tune show`` prints them."""
         return f"one of {', '.join(map(str, self.choices))}"
 
 
 def _search_space_of(name: str, info: FieldInfo) -> type[StrictModel]:
-    """The model of ``name``'s search range, from its field: choices among a Literal's values or a
-    bool's, else a range within the field's bounds."""
+    """The model of ``name``'s search range, from its field: choices among a Literal's values, or
+    a range of floats within the field's bounds (another type fails at import, naming it)."""
     annotation, title = info.annotation, name.title().replace("_", "")
-    if get_origin(annotation) is Literal or annotation is bool:
-        options = get_args(annotation) or (False, True)
+    if get_origin(annotation) is Literal:
+        options = get_args(annotation)
         return create_model(
             f"{title}Choices", __base__=SearchChoices, __doc__=f"Choices of {name}.",
             choices=(Annotated[list[annotation], AfterValidator(_no_repeats)], Field(
@@ -299,8 +296,9 @@ def _search_space_of(name: str, info: FieldInfo) -> type[StrictModel]:
                 description=f"Values to choose from (>= 2, distinct): {', '.join(map(str, options))}.",
             )),
         )
-    if annotation not in (int, float):
-        raise TypeError(f"cannot search normaliser hyperparameter {name!r} of type {annotation}")
+    if annotation is not float:
+        raise TypeError(f"cannot search normaliser hyperparameter {name!r} of type {annotation}: "
+                        "only float and Literal fields have search ranges")
     bound = _bounded(info)
     return create_model(
         f"{title}Range", __base__=SearchRange, __doc__=f"Search range of {name}.",
@@ -319,7 +317,7 @@ class _SearchedParamsBase(StrictModel):
         return self
 
     def searched(self) -> dict[str, SearchRange | SearchChoices]:
-        """The searched hyperparameters and their ranges, in the file's field order."""
+        """The searched hyperparameters and their ranges, in the normalisers' field order."""
         return {name: value for name in type(self).model_fields if (value := getattr(self, name)) is not None}
 
 

@@ -45,11 +45,9 @@ def build_param_space(space: SweepSpace, task: str) -> dict[str, Any]:
 
 
 def _domain(searched: SearchRange | SearchChoices) -> Domain:
-    """Tune's domain for a searched hyperparameter (``randint``'s upper bound is exclusive)."""
+    """Tune's domain for a searched hyperparameter, which OptunaSearch turns into its distribution."""
     if isinstance(searched, SearchChoices):
         return tune.choice(list(searched.choices))
-    if searched.integer:
-        return (tune.lograndint if searched.log else tune.randint)(searched.low, searched.high + 1)
     return (tune.loguniform if searched.log else tune.uniform)(searched.low, searched.high)
 
 
