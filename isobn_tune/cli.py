@@ -423,10 +423,10 @@ def format_space_summary(space: SweepSpace) -> str:
         lines.append(f"  {key.ljust(width)}  {', '.join(map(str, values))}{note}")
     if space.optuna:
         opt = space.optuna
+        searched = ", ".join(f"{name} ({r.describe()})" for name, r in opt.params.searched().items())
         lines.append(
-            f"optuna: {opt.n_points} points per task, beta in [{opt.beta.low}, {opt.beta.high}], "
-            f"alpha in [{opt.alpha.low}, {opt.alpha.high}], {opt.max_concurrent} at a time, "
-            f"sampler seed {opt.seed}"
+            f"optuna: {opt.n_points} points per task over {opt.cls_norm}'s {searched}; "
+            f"{opt.max_concurrent} at a time, sampler seed {opt.seed}"
         )
     else:
         points = grid_points(space)

@@ -110,7 +110,9 @@ def test_summary_lists_axes_counts_and_scheduler() -> None:
 
 def test_summary_of_an_optuna_sweep_shows_the_ranges() -> None:
     text = format_space_summary(load_space(SPACES / "optuna_refine_beta_alpha.yaml"))
-    assert "optuna: 20 points per task, beta in [0.1, 1.5], alpha in [0.8, 0.99]" in text
+    assert ("optuna: 20 points per task over isobn's beta (uniform in [0.1, 1.5]), "
+            "alpha (uniform in [0.8, 0.99]); 2 at a time, sampler seed 0") in text
+    assert "eps_mode    absolute" in text  # not searched: the grid's first point
 
 
 def test_show_estimates_the_disk_from_the_models_parameter_count(glue_dir: Path, tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ from isobn_tune.data import sample_glue
 from isobn_tune.results.groups import MIN_PAIRED_SEEDS
 from isobn_tune.results.statistics import smallest_one_sided_p
 from isobn_tune.space.expansion import trials_per_task
-from isobn_tune.space.schema import MAX_TRIALS_PER_TASK, PBT_MIN_CHECKPOINTS, SweepSpace
+from isobn_tune.space.schema import GRID_KEYS, MAX_TRIALS_PER_TASK, PBT_MIN_CHECKPOINTS, SweepSpace
 
 
 def cross_section_problems(space: SweepSpace) -> list[tuple[tuple[str, ...], str, Any]]:
@@ -53,21 +53,25 @@ def cross_section_problems(space: SweepSpace) -> list[tuple[tuple[str, ...], str
                 alpha,
             ))
     if space.optuna is not None:
+        opt = space.optuna
         if space.scheduler.type == "pbt":
             problems.append((("scheduler", "type"), "pbt cannot be combined with an optuna section", "pbt"))
-        if "isobn" not in space.grid.cls_norm:
-            problems.append(
-                (("grid", "cls_norm"), "must include isobn with an optuna section", space.grid.cls_norm)
-            )
-        for key in ("beta", "alpha"):
-            if key in space.grid.model_fields_set:
+        if opt.cls_norm not in space.grid.cls_norm:
+            problems.append((
+                ("grid", "cls_norm"),
+                (f"must include {opt.cls_norm} (optuna.cls_norm): its first grid point fixes what is "
+                 "not searched"),
+                space.grid.cls_norm,
+            ))
+        for name in opt.params.searched():
+            values = getattr(space.grid, GRID_KEYS[name])
+            if len(values) > 1:
                 problems.append((
-                    ("grid", key),
-                    f"not used with an optuna section (optuna.{key} is searched); remove it",
-                    getattr(space.grid, key),
+                    ("grid", GRID_KEYS[name]),
+                    (f"must be absent or have one value with an optuna section (optuna.params.{name} "
+                     "is searched)"),
+                    values,
                 ))
-        if len(space.grid.eps) > 1:
-            problems.append((("grid", "eps"), "must have one value with an optuna section", space.grid.eps))
     elif trials_per_task(space) > MAX_TRIALS_PER_TASK:
         problems.append((("grid",), f"expands to more than {MAX_TRIALS_PER_TASK} trials per task",
                          trials_per_task(space)))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Iterator
 from typing import Any
 
 from isobn_tune.errors import UserError
@@ -47,6 +48,15 @@ def _norm_points(space: SweepSpace, cls_norm: str) -> list[dict[str, Any]]:
             for values in itertools.product(*(_axis(space, n) for n in names))]
 
 
+def _points_of(space: SweepSpace, cls_norm: str) -> Iterator[dict[str, Any]]:
+    """The grid's points with normaliser ``cls_norm``, in trial order (see :func:`grid_points`)."""
+    defaults = {name: info.default for name, info in GridPoint.model_fields.items()}
+    for lr, batch_size, norm, seed in itertools.product(
+        _axis(space, "lr"), _axis(space, "batch_size"), _norm_points(space, cls_norm), _axis(space, "seed"),
+    ):
+        yield defaults | norm | {"cls_norm": cls_norm, "lr": lr, "batch_size": batch_size, "seed": seed}
+
+
 def grid_points(space: SweepSpace) -> list[dict[str, Any]]:
     """The varying values of every grid trial, in trial order: cls_norm, then lr, batch size,
     the normaliser's own hyperparameters, and the seed innermost.
@@ -56,16 +66,7 @@ def grid_points(space: SweepSpace) -> list[dict[str, Any]]:
     """
     if space.optuna is not None:
         raise ValueError("an Optuna sweep has no fixed trial list; use optuna_base_config")
-    defaults = {name: info.default for name, info in GridPoint.model_fields.items()}
-    points = []
-    for cls_norm in _axis(space, "cls_norm"):
-        for lr, batch_size, norm, seed in itertools.product(
-            _axis(space, "lr"), _axis(space, "batch_size"), _norm_points(space, cls_norm),
-            _axis(space, "seed"),
-        ):
-            points.append(defaults | norm | {"cls_norm": cls_norm, "lr": lr, "batch_size": batch_size,
-                                             "seed": seed})
-    return points
+    return [point for cls_norm in _axis(space, "cls_norm") for point in _points_of(space, cls_norm)]
 
 
 def trial_configs(space: SweepSpace, task: str) -> list[dict[str, Any]]:
@@ -75,26 +76,25 @@ def trial_configs(space: SweepSpace, task: str) -> list[dict[str, Any]]:
 
 
 def optuna_base_config(space: SweepSpace, task: str) -> dict[str, Any]:
-    """The ``TrialConfig`` fields an Optuna sweep keeps fixed: all but beta, alpha, seed."""
+    """The ``TrialConfig`` fields an Optuna sweep keeps fixed: the grid's first point with the
+    searched normaliser, less what the searcher sets (the searched hyperparameters) and the seed
+    (set per repeat), so a hyperparameter not searched runs at the grid's value, never a default."""
     if space.optuna is None:
         raise ValueError("not an Optuna sweep")
-    base = space.optuna.base
-    return fixed_config(space, task) | {
-        "cls_norm": base.cls_norm,
-        "lr": base.lr if base.lr is not None else space.grid.lr[0],
-        "batch_size": base.batch_size if base.batch_size is not None else space.grid.batch_size[0],
-        "eps": space.grid.eps[0],
-    }
+    first = next(_points_of(space, space.optuna.cls_norm))
+    varied = {*space.optuna.params.searched(), "seed"}
+    return fixed_config(space, task) | {k: v for k, v in first.items() if k not in varied}
 
 
 def grid_axes(space: SweepSpace) -> dict[str, list[Any]]:
     """Values of each hyperparameter axis, keyed by trial-config field, in trial-order nesting
     (seed innermost). A normaliser's hyperparameters are listed only when it is in the grid.
-    Optuna sweeps: the fixed base values and the seeds (beta and alpha are searched)."""
+    Optuna sweeps: the fixed values of the searched normaliser's trials and the seeds (the
+    searched hyperparameters are in ``space.optuna.params``)."""
     if space.optuna is not None:
         base = optuna_base_config(space, space.tasks[0])
-        fixed = {k: [base[k]] for k in ("cls_norm", "lr", "batch_size", "eps")}
-        return fixed | {"seed": _axis(space, "seed")}
+        fixed = ("cls_norm", "lr", "batch_size", *params_of(space.optuna.cls_norm))
+        return {k: [base[k]] for k in fixed if k in base} | {"seed": _axis(space, "seed")}
     axes = {name: _axis(space, name) for name in ("cls_norm", "lr", "batch_size")}
     for cls_norm in axes["cls_norm"]:
         axes |= {name: _axis(space, name) for name in params_of(cls_norm)}

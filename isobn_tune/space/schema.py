@@ -9,7 +9,7 @@ one place.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal, get_args
+from typing import Annotated, Any, ClassVar, Literal, get_args, get_origin
 
 from pydantic import (
     AfterValidator,
@@ -26,7 +26,7 @@ from isobn_tune.data.tasks import get_task
 from isobn_tune.errors import UserError
 from isobn_tune.results.groups import RACE_ALPHA
 from isobn_tune.strict import StrictModel
-from isobn_tune.train.cls_norm import PARAM_FIELDS
+from isobn_tune.train.cls_norm import CLS_NORMS, PARAM_FIELDS, params_of
 from isobn_tune.train.model_source import resolve_model_name
 from isobn_tune.train.recipe import POOLINGS, GridPoint, Recipe, TrialConfig
 
@@ -258,50 +258,121 @@ SCHEDULER_TYPES: tuple[str, ...] = tuple(
 )
 
 
-class _Range(StrictModel):
-    """A closed interval ``[low, high]`` with ``low < high``."""
+class SearchRange(StrictModel):
+    """An Optuna search range of a numeric normaliser hyperparameter: ``[low, high]`` within the
+    field's own bounds, uniform or (``log``) log-uniform."""
 
     @model_validator(mode="after")
-    def _ordered(self) -> _Range:
+    def _ordered(self) -> SearchRange:
         if not self.low < self.high:
             raise ValueError(f"low ({self.low}) must be < high ({self.high})")
+        if self.log and self.low <= 0:
+            raise ValueError("log needs low > 0")
         return self
 
+    def describe(self) -> str:
+        """The range as ``isobn-tune show`` prints it."""
+        return f"{'log-uniform' if self.log else 'uniform'} in [{self.low}, {self.high}]"
 
-def _range(name: str) -> type[_Range]:
-    """The Optuna search range of a normaliser hyperparameter: bounds within the field's own."""
-    bound = _bounded(PARAM_FIELDS[name][1])
+
+class SearchChoices(StrictModel):
+    """The Optuna choices of a categorical (Literal) normaliser hyperparameter."""
+
+    def describe(self) -> str:
+        """The choices as ``isobn-tune show`` prints them."""
+        return f"one of {', '.join(map(str, self.choices))}"
+
+
+def _search_space_of(name: str, info: FieldInfo) -> type[StrictModel]:
+    """The model of ``name``'s search range, from its field: choices among a Literal's values, or
+    a range of floats within the field's bounds (another type fails at import, naming it)."""
+    annotation, title = info.annotation, name.title().replace("_", "")
+    if get_origin(annotation) is Literal:
+        options = get_args(annotation)
+        return create_model(
+            f"{title}Choices", __base__=SearchChoices, __doc__=f"Choices of {name}.",
+            choices=(Annotated[list[annotation], AfterValidator(_no_repeats)], Field(
+                min_length=2, max_length=len(options),
+                description=f"Values to choose from (>= 2, distinct): {', '.join(map(str, options))}.",
+            )),
+        )
+    if annotation is not float:
+        raise TypeError(f"cannot search normaliser hyperparameter {name!r} of type {annotation}: "
+                        "only float and Literal fields have search ranges")
+    bound = _bounded(info)
     return create_model(
-        f"{name.capitalize()}Range", __base__=_Range, __doc__=f"Search range of {name}.",
+        f"{title}Range", __base__=SearchRange, __doc__=f"Search range of {name}.",
         low=(bound, Field(description="Lower bound.")),
         high=(bound, Field(description="Upper bound (> low).")),
+        log=(bool, Field(default=False, description="Sample log-uniformly (needs low > 0).")),
     )
 
 
-class OptunaBase(StrictModel):
-    """The fixed point an Optuna refinement varies beta and alpha around."""
+class _SearchedParamsBase(StrictModel):
+    @model_validator(mode="after")
+    def _some(self) -> _SearchedParamsBase:
+        if not self.searched():
+            known = ", ".join(type(self).model_fields)
+            raise ValueError(f"no hyperparameter to search; name at least one of: {known}")
+        return self
 
-    lr: Annotated[float, Field(gt=0, le=1)] | None = Field(
-        default=None, description="Fixed learning rate (default: the first grid.lr)."
-    )
-    batch_size: Annotated[int, Field(ge=2, le=65536)] | None = Field(
-        default=None, description="Fixed batch size (default: the first grid.batch_size)."
-    )
-    cls_norm: Literal["isobn"] = Field(default="isobn", description="Always isobn.")
+    def searched(self) -> dict[str, SearchRange | SearchChoices]:
+        """The searched hyperparameters and their ranges, in the normalisers' field order."""
+        return {name: value for name in type(self).model_fields if (value := getattr(self, name)) is not None}
+
+
+SearchedParams: type[_SearchedParamsBase] = create_model(
+    "SearchedParams",
+    __base__=_SearchedParamsBase,
+    __doc__="What Optuna searches: a range per searched hyperparameter of the section's normaliser.",
+    **{
+        name: (_search_space_of(name, info) | None, Field(
+            default=None, description=f"Search range of {owner}'s {name}: {info.description}"
+        ))
+        for name, (owner, info) in PARAM_FIELDS.items()
+    },
+)
+SEARCHABLE_NORMS: tuple[str, ...] = tuple(name for name in CLS_NORMS if params_of(name))
+"""The normalisers with hyperparameters, the ones an ``optuna`` section can search."""
 
 
 class OptunaSection(StrictModel):
-    """Optuna refinement of IsoBN's beta and alpha (uniform) around fixed lr/batch size; each
-    sampled point runs once per grid seed."""
+    """Optuna refinement of one normaliser's hyperparameters: the searched ones range as given, every
+    other trial value is the grid's first point of that normaliser; each sampled point runs once
+    per grid seed and Optuna is told the median over the seeds."""
 
-    n_points: int = Field(ge=1, le=100_000, description="(beta, alpha) points to sample per task.")
-    max_concurrent: int = Field(default=1, ge=1, le=10_000, description="Points evaluated at once.")
-    beta: _range("beta") = Field(description="Search range of beta.")  # type: ignore[valid-type]
-    alpha: _range("alpha") = Field(description="Search range of alpha.")  # type: ignore[valid-type]
-    seed: int = Field(default=0, ge=0, lt=2**32, description="Seed of Optuna's sampler.")
-    base: OptunaBase = Field(
-        default_factory=OptunaBase, description="Fixed hyperparameters to refine around."
+    cls_norm: str = Field(
+        description=f"Normaliser whose hyperparameters are searched: {', '.join(SEARCHABLE_NORMS)}."
     )
+    params: SearchedParams = Field(  # type: ignore[valid-type]
+        description="Searched hyperparameters of cls_norm: {low, high, log} for numbers, {choices} "
+        "for categories."
+    )
+    n_points: int = Field(ge=1, le=100_000, description="Points to sample per task.")
+    max_concurrent: int = Field(default=1, ge=1, le=10_000, description="Points evaluated at once.")
+    seed: int = Field(default=0, ge=0, lt=2**32, description="Seed of Optuna's sampler.")
+
+    @field_validator("cls_norm")
+    @classmethod
+    def _searchable(cls, name: str) -> str:
+        if name not in SEARCHABLE_NORMS:
+            what = "has no hyperparameters to search" if name in CLS_NORMS else "is not a normaliser"
+            raise ValueError(f"{name!r} {what}; allowed: {', '.join(SEARCHABLE_NORMS)}")
+        return name
+
+    @field_validator("params")
+    @classmethod
+    def _own(cls, params: _SearchedParamsBase, info: ValidationInfo) -> _SearchedParamsBase:
+        cls_norm = info.data.get("cls_norm")
+        if cls_norm is None:  # itself invalid, reported on its own
+            return params
+        foreign = [name for name in params.searched() if name not in params_of(cls_norm)]
+        if foreign:
+            raise ValueError(
+                f"{', '.join(foreign)}: not a hyperparameter of {cls_norm}; "
+                f"allowed: {', '.join(params_of(cls_norm))}"
+            )
+        return params
 
 
 class ResourcesSection(StrictModel):
@@ -372,7 +443,8 @@ class SweepSpace(StrictModel):
         default_factory=lambda: FifoScheduler(type="fifo"), description="Trial scheduler."
     )
     optuna: OptunaSection | None = Field(
-        default=None, description="If set, an Optuna refinement of beta/alpha instead of a grid."
+        default=None,
+        description="If set, an Optuna search of a normaliser's hyperparameters instead of a grid.",
     )
     resources: ResourcesSection = Field(default_factory=ResourcesSection, description="Per-trial resources.")
     run: RunSection = Field(default_factory=RunSection, description="Storage and fault tolerance.")

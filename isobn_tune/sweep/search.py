@@ -18,9 +18,11 @@ from ray.tune.schedulers import (
 )
 from ray.tune.search import ConcurrencyLimiter, Searcher
 from ray.tune.search.optuna import OptunaSearch
+from ray.tune.search.sample import Domain
 
 from isobn_tune.schedulers.group import GroupMedianStoppingRule, GroupSuccessiveHalving, RaceByConfig
 from isobn_tune.space import SweepSpace, fixed_config, grid_points, optuna_base_config, trials_per_task
+from isobn_tune.space.schema import SearchChoices, SearchRange
 from isobn_tune.sweep.seed_repeater import SeedMedianRepeater
 from isobn_tune.train.metrics import BEST_OBJECTIVE, MODE, OBJECTIVE
 from isobn_tune.train.recipe import GRID_POINT_KEY
@@ -33,16 +35,20 @@ def build_param_space(space: SweepSpace, task: str) -> dict[str, Any]:
     as one ``grid_search`` over the varying values under :data:`GRID_POINT_KEY`; the fixed values
     sit beside it. Tune would vary the alphabetically first of several grid keys fastest; with
     one key trials are created in list order, so a configuration's seeds start together.
-    Optuna sweeps: beta and alpha are uniform domains for the searcher; seeds come from
-    :class:`SeedMedianRepeater`.
+    Optuna sweeps: the searched hyperparameters are Tune domains for the searcher, beside the
+    grid's first point of their normaliser; seeds come from :class:`SeedMedianRepeater`.
     """
     if space.optuna is not None:
-        opt = space.optuna
-        return optuna_base_config(space, task) | {
-            "beta": tune.uniform(opt.beta.low, opt.beta.high),
-            "alpha": tune.uniform(opt.alpha.low, opt.alpha.high),
-        }
+        searched = space.optuna.params.searched()
+        return optuna_base_config(space, task) | {name: _domain(r) for name, r in searched.items()}
     return fixed_config(space, task) | {GRID_POINT_KEY: tune.grid_search(grid_points(space))}
+
+
+def _domain(searched: SearchRange | SearchChoices) -> Domain:
+    """Tune's domain for a searched hyperparameter, which OptunaSearch turns into its distribution."""
+    if isinstance(searched, SearchChoices):
+        return tune.choice(list(searched.choices))
+    return (tune.loguniform if searched.log else tune.uniform)(searched.low, searched.high)
 
 
 def extension_param_space(space: SweepSpace, task: str, points: list[dict[str, Any]]) -> dict[str, Any]:
@@ -58,7 +64,8 @@ def num_samples(space: SweepSpace) -> int:
 
 
 def build_searcher(space: SweepSpace) -> Searcher | None:
-    """Optuna over (beta, alpha), each point run at every seed and judged by the seed median."""
+    """Optuna over the searched hyperparameters, each point run at every seed and judged by the
+    seed median."""
     if space.optuna is None:
         return None
     opt, seeds = space.optuna, space.grid.seeds

@@ -22,6 +22,7 @@ from isobn_tune.space import (
     trial_count,
     trials_per_task,
 )
+from isobn_tune.train.cls_norm import CLS_NORMS, params_of
 from isobn_tune.train.recipe import TrialConfig
 
 PAPER_TASKS = 7
@@ -189,7 +190,13 @@ def test_unknown_task_in_trial_configs_is_a_user_error(tmp_path: Path) -> None:
         trial_configs(space, "cola")
 
 
-OPTUNA = {"n_points": 4, "beta": {"low": 0.1, "high": 1.5}, "alpha": {"low": 0.8, "high": 0.99}}
+OPTUNA = {"cls_norm": "isobn", "n_points": 4,
+          "params": {"beta": {"low": 0.1, "high": 1.5}, "alpha": {"low": 0.8, "high": 0.99}}}
+
+
+def optuna_with(**params: Any) -> dict[str, Any]:
+    """OPTUNA with ``params`` as its searched hyperparameters."""
+    return OPTUNA | {"params": params}
 
 
 def test_optuna_sweep_counts_points_times_seeds(tmp_path: Path) -> None:
@@ -203,11 +210,35 @@ def test_optuna_sweep_counts_points_times_seeds(tmp_path: Path) -> None:
         trial_configs(space, "rte")
 
 
-def test_optuna_base_overrides_the_grid(tmp_path: Path) -> None:
-    optuna = OPTUNA | {"base": {"lr": 5e-5, "batch_size": 32}}
-    space = load_space(write_space(tmp_path, with_changes(optuna=optuna)))
+def test_optuna_fixes_what_it_does_not_search_at_the_grids_first_point(tmp_path: Path) -> None:
+    grid = {"cls_norm": ["none", "isobn"], "batch_size": [32, 16], "beta": [0.25], "alpha": [0.9, 0.8],
+            "eps": [1e-3], "eps_mode": ["relative"]}
+    data = with_changes(optuna=optuna_with(beta={"low": 0.1, "high": 1.0}), grid=grid)
+    space = load_space(write_space(tmp_path, data))
     base = optuna_base_config(space, "rte")
-    assert (base["lr"], base["batch_size"]) == (5e-5, 32)
+    assert "beta" not in base
+    first = {k: base[k] for k in ("cls_norm", "lr", "batch_size", "alpha", "eps", "eps_mode")}
+    assert first == {"cls_norm": "isobn", "lr": 2e-5, "batch_size": 32, "alpha": 0.9, "eps": 1e-3,
+                     "eps_mode": "relative"}
+    assert grid_axes(space) == {"cls_norm": ["isobn"], "lr": [2e-5], "batch_size": [32], "alpha": [0.9],
+                                "eps": [1e-3], "eps_mode": ["relative"], "seed": [1]}
+
+
+@pytest.mark.parametrize("cls_norm", CLS_NORMS)
+def test_optuna_searches_a_normaliser_as_the_registry_says(tmp_path: Path, cls_norm: str) -> None:
+    """A normaliser with hyperparameters can be searched, over its own ones; one without is refused."""
+    searchable = [name for name in CLS_NORMS if params_of(name)]
+    own = {name: OPTUNA["params"][name] for name in ("beta", "alpha") if name in params_of(cls_norm)}
+    data = with_changes(grid={"cls_norm": [cls_norm]}, optuna=OPTUNA | {"cls_norm": cls_norm, "params": own})
+    path = write_space(tmp_path, data)
+    if cls_norm in searchable:
+        assert load_space(path).optuna.params.searched().keys() == own.keys()
+    else:
+        with pytest.raises(UserError) as info:
+            load_space(path)
+        allowed = ", ".join(searchable)
+        assert f"optuna.cls_norm: {cls_norm!r} has no hyperparameters to search; allowed: {allowed}" in str(
+            info.value)
 
 
 BAD_FILES: list[tuple[str, dict[str, Any], str]] = [
@@ -259,23 +290,57 @@ BAD_FILES: list[tuple[str, dict[str, Any], str]] = [
         "resources.gpus_per_trial",
     ),
     (
-        "optuna beta range reversed",
-        with_changes(optuna=OPTUNA | {"beta": {"low": 1.0, "high": 0.5}}),
-        "optuna.beta",
+        "optuna range reversed",
+        with_changes(optuna=optuna_with(beta={"low": 1.0, "high": 0.5})),
+        "optuna.params.beta: low (1.0) must be < high (0.5)",
     ),
     (
-        "optuna alpha outside (0, 1)",
-        with_changes(optuna=OPTUNA | {"alpha": {"low": 0.8, "high": 1.0}}),
-        "optuna.alpha.high",
+        "optuna range past the field's bound",
+        with_changes(optuna=optuna_with(alpha={"low": 0.8, "high": 1.0})),
+        "optuna.params.alpha.high: Input should be less than 1 (got 1.0)",
+    ),
+    (
+        "optuna log range from 0",
+        with_changes(optuna=optuna_with(beta={"low": 0.0, "high": 1.0, "log": True})),
+        "optuna.params.beta: log needs low > 0",
+    ),
+    (
+        "optuna choice not allowed",
+        with_changes(optuna=optuna_with(eps_mode={"choices": ["relative", "scaled"]})),
+        "optuna.params.eps_mode.choices[1]: Input should be 'absolute' or 'relative' (got 'scaled')",
+    ),
+    (
+        "optuna single choice",
+        with_changes(optuna=optuna_with(eps_mode={"choices": ["relative"]})),
+        "optuna.params.eps_mode.choices: List should have at least 2 items",
+    ),
+    (
+        "optuna unknown hyperparameter",
+        with_changes(optuna=optuna_with(gamma={"low": 0.1, "high": 1.0})),
+        "optuna.params.gamma: unknown key; allowed keys: beta, alpha, eps, eps_mode",
+    ),
+    (
+        "optuna nothing searched",
+        with_changes(optuna=optuna_with()),
+        "optuna.params: no hyperparameter to search",
+    ),
+    (
+        "optuna unknown normaliser",
+        with_changes(optuna=OPTUNA | {"cls_norm": "whitening"}),
+        "optuna.cls_norm: 'whitening' is not a normaliser; allowed: isobn",
     ),
     ("optuna without points", with_changes(optuna=OPTUNA | {"n_points": 0}), "optuna.n_points"),
     ("optuna unknown key", with_changes(optuna=OPTUNA | {"trials": 3}), "optuna.trials"),
     (
-        "optuna base not isobn",
-        with_changes(optuna=OPTUNA | {"base": {"cls_norm": "none"}}),
-        "optuna.base.cls_norm",
+        "optuna grid without its normaliser",
+        with_changes(optuna=OPTUNA, grid={"cls_norm": ["none"]}),
+        "grid.cls_norm: must include isobn (optuna.cls_norm)",
     ),
-    ("optuna with a beta grid", with_changes(optuna=OPTUNA, grid={"beta": [0.5, 1.0]}), "grid.beta"),
+    (
+        "optuna with a beta grid",
+        with_changes(optuna=OPTUNA, grid={"beta": [0.5, 1.0]}),
+        "grid.beta: must be absent or have one value with an optuna section (optuna.params.beta is searched)",
+    ),
     (
         "optuna with pbt",
         with_changes(optuna=OPTUNA, scheduler={"type": "pbt", "hyperparam_mutations": {"lr": [1e-5, 2e-5]}}),

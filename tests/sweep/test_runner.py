@@ -398,9 +398,9 @@ def test_optuna_refinement_runs_points_in_range_at_every_seed_judged_by_the_medi
     ray_session: Any, write_space: Callable[..., Path], tmp_path: Path
 ) -> None:
     space_file = write_space(
-        grid={"cls_norm": ["isobn"], "seeds": [1, 2]},
-        optuna={"n_points": 2, "max_concurrent": 1, "beta": {"low": 0.2, "high": 1.2},
-                "alpha": {"low": 0.85, "high": 0.99}, "seed": 3},
+        grid={"cls_norm": ["isobn"], "seeds": [1, 2], "eps_mode": ["relative"]},
+        optuna={"cls_norm": "isobn", "n_points": 2, "max_concurrent": 1, "seed": 3,
+                "params": {"beta": {"low": 0.2, "high": 1.2}, "alpha": {"low": 0.85, "high": 0.99}}},
     )
     with contextlib.redirect_stdout(io.StringIO()):
         outcome = run_sweep(space_file, name="optuna")
@@ -409,7 +409,7 @@ def test_optuna_refinement_runs_points_in_range_at_every_seed_judged_by_the_medi
     for record in outcome.records:
         cfg = record.config
         assert 0.2 <= cfg.beta <= 1.2 and 0.85 <= cfg.alpha <= 0.99
-        assert (cfg.cls_norm, cfg.lr, cfg.batch_size) == ("isobn", 1e-3, 16)
+        assert (cfg.cls_norm, cfg.lr, cfg.batch_size, cfg.eps_mode) == ("isobn", 1e-3, 16, "relative")
         points.setdefault((cfg.beta, cfg.alpha), []).append(record)
     assert len(points) == 2
     assert all(sorted(r.config.seed for r in records) == [1, 2] for records in points.values())

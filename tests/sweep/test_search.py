@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 from helpers import SPACES
 from ray import tune
+from ray.tune import Experiment
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, MedianStoppingRule, PopulationBasedTraining
-from ray.tune.search import ConcurrencyLimiter, Searcher
+from ray.tune.search import ConcurrencyLimiter, Searcher, SearchGenerator
 from ray.tune.search.optuna import OptunaSearch
 from ray.tune.search.variant_generator import generate_variants
 
@@ -39,11 +40,15 @@ def make_space(**sections: Any) -> SweepSpace:
     return SweepSpace.model_validate(raw | sections)
 
 
-def optuna_space(n_points: int = 2, max_concurrent: int = 1) -> SweepSpace:
+BETA_ALPHA = {"beta": {"low": 0.1, "high": 1.5}, "alpha": {"low": 0.8, "high": 0.99}}
+
+
+def optuna_space(n_points: int = 2, max_concurrent: int = 1, params: dict[str, Any] = BETA_ALPHA,
+                 **grid: list[Any]) -> SweepSpace:
     return make_space(
-        grid={"cls_norm": ["isobn"], "lr": [2e-5], "batch_size": [32], "seeds": [1, 2, 3]},
-        optuna={"n_points": n_points, "max_concurrent": max_concurrent, "beta": {"low": 0.1, "high": 1.5},
-                "alpha": {"low": 0.8, "high": 0.99}, "seed": 0},
+        grid={"cls_norm": ["isobn"], "lr": [2e-5], "batch_size": [32], "seeds": [1, 2, 3]} | grid,
+        optuna={"cls_norm": "isobn", "params": params, "n_points": n_points, "max_concurrent": max_concurrent,
+                "seed": 0},
     )
 
 
@@ -109,6 +114,40 @@ def test_optuna_param_space_searches_beta_and_alpha_in_the_file_ranges() -> None
     assert (type(alpha), alpha.lower, alpha.upper) == (tune.search.sample.Float, 0.8, 0.99)
     assert "seed" not in param_space  # seeds come from the repeater, never from the searcher
     assert (param_space["cls_norm"], param_space["lr"], param_space["batch_size"]) == ("isobn", 2e-5, 32)
+
+
+def test_optuna_param_space_samples_logs_and_categories_as_the_file_says() -> None:
+    params = {"beta": {"low": 0.1, "high": 2.0, "log": True},
+              "eps_mode": {"choices": ["relative", "absolute"]}}
+    param_space = build_param_space(optuna_space(params=params), "rte")
+    beta, eps_mode = param_space["beta"], param_space["eps_mode"]
+    log_uniform = tune.search.sample.Float._LogUniform
+    assert (type(beta.get_sampler()), beta.lower, beta.upper) == (log_uniform, 0.1, 2.0)
+    assert (type(eps_mode), eps_mode.categories) == (tune.search.sample.Categorical, ["relative", "absolute"])
+    assert param_space["alpha"] == 0.95  # not searched: the grid's (default) value
+
+
+def optuna_trials(space: SweepSpace, tmp_path: Path, n: int) -> list[TrialConfig]:
+    """The first ``n`` trials Tune's search generator creates from the sweep's searcher and param
+    space (what ``Tuner.fit`` runs), as trial configs; no Ray needed."""
+    param_space = build_param_space(space, "rte")
+    generator = SearchGenerator(build_searcher(space))
+    generator.set_search_properties(None, None, param_space)
+    generator.add_configurations(Experiment(
+        "optuna", lambda config: None, config=param_space, num_samples=num_samples(space),
+        storage_path=str(tmp_path),
+    ))
+    return [TrialConfig.from_dict(generator.next_trial().config) for _ in range(n)]
+
+
+def test_optuna_trials_run_the_grids_values_of_what_is_not_searched(tmp_path: Path) -> None:
+    space = optuna_space(lr=[3e-5, 1e-5], eps=[1e-3], eps_mode=["relative"])
+    trials = optuna_trials(space, tmp_path, 3)
+    assert [t.seed for t in trials] == [1, 2, 3]
+    for trial in trials:
+        assert (trial.eps_mode, trial.eps, trial.lr, trial.batch_size) == ("relative", 1e-3, 3e-5, 32)
+        assert (trial.beta, trial.alpha) == (trials[0].beta, trials[0].alpha)
+        assert 0.1 <= trial.beta <= 1.5 and 0.8 <= trial.alpha <= 0.99
 
 
 def test_optuna_trial_budget_is_points_times_seeds() -> None:
