@@ -170,7 +170,8 @@ class GroupScheduler(TrialScheduler):
         blocked = {group for group, _ in book.arrivals}
         resumable = [self._trials[tid] for tid in (self._trial_of.get(m) for m in book.to_resume)
                      if tid in self._trials and self._trials[tid].status == Trial.PAUSED]
-        ordered = [t for t in pending if self._member_of.get(t.trial_id, ("",))[0] in blocked] + pending
+        ordered = [t for t in pending if t.trial_id in self._member_of
+                   and self._member_of[t.trial_id][0] in blocked] + pending
         ordered = ordered + resumable if self.rule.new_members_first else resumable + ordered
         if ordered:
             return ordered[0]
