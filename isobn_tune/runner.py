@@ -28,7 +28,7 @@ from typing import Any
 import ray
 from ray import tune
 from ray.exceptions import RayError
-from ray.tune.schedulers import FIFOScheduler, PopulationBasedTraining
+from ray.tune.schedulers import FIFOScheduler
 
 from isobn_tune.console import captured_output, say
 from isobn_tune.data.batches import TaskData
@@ -352,10 +352,11 @@ def _build_tuner(space: SweepSpace, manifest: dict[str, Any], experiment: Experi
     if experiment.extension is None:
         param_space, trials = build_param_space(space, task), trials_per_task(space)
         scheduler, searcher, samples = build_scheduler(space), build_searcher(space), num_samples(space)
+        thin_at_end = space.scheduler.restores_other_trials
     else:
         points = extension_trials(manifest, experiment.extension, task)
         param_space, trials = extension_param_space(space, task, points), len(points)
-        scheduler, searcher, samples = FIFOScheduler(), None, 1
+        scheduler, searcher, samples, thin_at_end = FIFOScheduler(), None, 1, False
     return tune.Tuner(
         trainable,
         param_space=param_space,
@@ -381,7 +382,7 @@ def _build_tuner(space: SweepSpace, manifest: dict[str, Any], experiment: Experi
                 ErroredTrialRecorder(),
                 tracker.callback(task),
                 ProgressLine(task, total=trials, max_epochs=space.recipe.max_epochs),
-                ThinFinishedTrials(at_end=isinstance(scheduler, PopulationBasedTraining)),
+                ThinFinishedTrials(at_end=thin_at_end),
             ],
             verbose=0,
         ),

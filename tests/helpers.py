@@ -27,7 +27,7 @@ import yaml
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
-from isobn_tune.schedulers.group import STATE_FILE
+from isobn_tune.schedulers.decisions import STATE_FILE
 from isobn_tune.tracking.names import TRIAL_TAG
 from isobn_tune.tracking.readback import child_runs
 from isobn_tune.tracking.ui import SERVER_ENV, free_port

@@ -9,7 +9,7 @@ one place.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal, get_args, get_origin
+from typing import Annotated, Any, Literal, get_args, get_origin
 
 from pydantic import (
     AfterValidator,
@@ -24,8 +24,10 @@ from pydantic.fields import FieldInfo
 from isobn_tune.data import sample_glue
 from isobn_tune.data.tasks import get_task
 from isobn_tune.errors import UserError
-from isobn_tune.results.groups import RACE_ALPHA
-from isobn_tune.strict import StrictModel
+from isobn_tune.schedulers.per_trial import FifoScheduler
+from isobn_tune.schedulers.registry import SCHEDULERS, scheduler_union
+from isobn_tune.schedulers.section import SweepFacts
+from isobn_tune.strict import StrictModel, no_repeats
 from isobn_tune.train.cls_norm import CLS_NORMS, PARAM_FIELDS, params_of
 from isobn_tune.train.model_source import resolve_model_name
 from isobn_tune.train.recipe import POOLINGS, GridPoint, Recipe, TrialConfig
@@ -34,7 +36,6 @@ GRID_KEYS = {name: "seeds" if name == "seed" else name for name in GridPoint.mod
 """Trial config field -> its axis in the ``grid`` section (``seeds`` lists values of ``seed``)."""
 REQUIRED_AXES = ("cls_norm", "lr", "batch_size", "seed")
 MAX_TRIALS_PER_TASK = 100_000
-PBT_MIN_CHECKPOINTS = 4  # Ray warns that <= 2 lets checkpoints go before an exploit restores them
 
 
 def _base_dir(info: ValidationInfo) -> Path | None:
@@ -104,13 +105,6 @@ class DataSection(StrictModel):
         return str(path.resolve())
 
 
-def _no_repeats(values: list[Any]) -> list[Any]:
-    repeated = sorted({repr(v) for v in values if values.count(v) > 1})
-    if repeated:
-        raise ValueError(f"values must be distinct; repeated: {', '.join(repeated)}")
-    return values
-
-
 def _bounded(info: FieldInfo) -> Any:
     """A field's type with its bounds, for use inside a list or a range."""
     return Annotated[(info.annotation, *info.metadata)] if info.metadata else info.annotation
@@ -132,7 +126,7 @@ class _GridBase(StrictModel):
     @field_validator("*")
     @classmethod
     def _distinct(cls, values: list[Any]) -> list[Any]:
-        return _no_repeats(values)
+        return no_repeats(values)
 
 
 GridSection: type[StrictModel] = create_model(
@@ -144,118 +138,8 @@ GridSection: type[StrictModel] = create_model(
 )
 
 
-class FifoScheduler(StrictModel):
-    """Every trial runs to the end (the paper)."""
-
-    groups_seeds: ClassVar[bool] = False
-    type: Literal["fifo"] = Field(description="Scheduler kind.")
-
-
-class AshaScheduler(StrictModel):
-    """Ray's ASHA on single trials (time unit: epochs, max_t = recipe.max_epochs)."""
-
-    groups_seeds: ClassVar[bool] = False
-    type: Literal["asha"] = Field(description="Scheduler kind.")
-    grace_period: int = Field(default=1, ge=1, le=1000, description="Epochs before a trial can stop.")
-    reduction_factor: float = Field(default=2.0, gt=1, le=100, description="Keep 1/factor per rung.")
-
-
-class MedianScheduler(StrictModel):
-    """Ray's median stopping rule on single trials."""
-
-    groups_seeds: ClassVar[bool] = False
-    type: Literal["median"] = Field(description="Scheduler kind.")
-    grace_period: int = Field(default=1, ge=1, le=1000, description="Epochs before a trial can stop.")
-    min_samples_required: int = Field(
-        default=3, ge=1, le=100_000, description="Trials needed to compute a median."
-    )
-
-
-class PbtMutations(StrictModel):
-    """What PBT may change in a running trial."""
-
-    lr: list[Annotated[float, Field(gt=0, le=1)]] = Field(
-        min_length=2, max_length=10_000,
-        description="Learning rates PBT may switch a trial to (>= 2, in (0, 1]).",
-    )
-
-    @field_validator("lr")
-    @classmethod
-    def _distinct(cls, values: list[float]) -> list[float]:
-        return _no_repeats(values)
-
-
-class PbtScheduler(StrictModel):
-    """Ray's population-based training; trials start from the grid and only lr is mutated."""
-
-    groups_seeds: ClassVar[bool] = False
-    type: Literal["pbt"] = Field(description="Scheduler kind.")
-    perturbation_interval: int = Field(
-        default=1, ge=1, le=1000, description="Epochs between exploit/explore steps."
-    )
-    hyperparam_mutations: PbtMutations = Field(description="What PBT mutates: only lr.")
-    synch: bool = Field(
-        default=False,
-        description=("Exploit only once every trial reached the interval: reproducible decisions "
-                     "at the cost of idle waiting (Ray's asynchronous PBT decides as results arrive)."),
-    )
-
-
-class AshaByConfigScheduler(StrictModel):
-    """ASHA deciding on configuration groups (a config over all its seeds), not single trials."""
-
-    groups_seeds: ClassVar[bool] = True
-    type: Literal["asha_by_config"] = Field(description="Scheduler kind.")
-    grace_period: int = Field(default=1, ge=1, le=1000, description="Epochs before a group can stop.")
-    reduction_factor: float = Field(default=2.0, gt=1, le=100, description="Keep 1/factor per rung.")
-
-
-class MedianByConfigScheduler(StrictModel):
-    """Median stopping deciding on configuration groups (a config over all its seeds)."""
-
-    groups_seeds: ClassVar[bool] = True
-    type: Literal["median_by_config"] = Field(description="Scheduler kind.")
-    grace_period: int = Field(default=1, ge=1, le=1000, description="Epochs before a group can stop.")
-    min_groups_required: int = Field(
-        default=3, ge=1, le=100_000, description="Groups needed to compute a median."
-    )
-
-
-class RaceByConfigScheduler(StrictModel):
-    """Seed-paired racing: a configuration stops, with all its seeds, once a one-sided paired test
-    (exact Wilcoxon signed-rank) says its seeds are worse than those of the best configuration so
-    far on the same seeds."""
-
-    groups_seeds: ClassVar[bool] = True
-    type: Literal["race_by_config"] = Field(description="Scheduler kind.")
-    min_epochs: int = Field(default=1, ge=1, le=1000, description="Epochs before a configuration can stop.")
-    alpha: float = Field(
-        default=RACE_ALPHA, gt=0, lt=1,
-        description="Level of the test; with n seeds its p-value is at least 2**-n (3 seeds: 0.125).",
-    )
-    tolerance: float = Field(
-        default=0.0, ge=0, le=100,
-        description="Points (x100) a configuration may trail the best by and still count as tied.",
-    )
-    max_t: int | None = Field(
-        default=None, ge=1, le=1000,
-        description="Epoch at which every trial stops (unset: recipe.max_epochs).",
-    )
-
-
-SchedulerSection = Annotated[
-    FifoScheduler
-    | AshaScheduler
-    | MedianScheduler
-    | PbtScheduler
-    | AshaByConfigScheduler
-    | MedianByConfigScheduler
-    | RaceByConfigScheduler,
-    Field(discriminator="type"),
-]
-SCHEDULER_TYPES: tuple[str, ...] = tuple(
-    get_args(m.model_fields["type"].annotation)[0] for m in get_args(get_args(SchedulerSection)[0])
-)
+AnySchedulerSection = scheduler_union(SCHEDULERS)
+SCHEDULER_TYPES: tuple[str, ...] = tuple(SCHEDULERS)
 
 
 class SearchRange(StrictModel):
@@ -291,7 +175,7 @@ def _search_space_of(name: str, info: FieldInfo) -> type[StrictModel]:
         options = get_args(annotation)
         return create_model(
             f"{title}Choices", __base__=SearchChoices, __doc__=f"Choices of {name}.",
-            choices=(Annotated[list[annotation], AfterValidator(_no_repeats)], Field(
+            choices=(Annotated[list[annotation], AfterValidator(no_repeats)], Field(
                 min_length=2, max_length=len(options),
                 description=f"Values to choose from (>= 2, distinct): {', '.join(map(str, options))}.",
             )),
@@ -439,7 +323,7 @@ class SweepSpace(StrictModel):
     data: DataSection = Field(default_factory=DataSection, description="Where data comes from.")
     grid: GridSection = Field(description="Hyperparameter values crossed into trials.")  # type: ignore[valid-type]
     recipe: Recipe = Field(default_factory=Recipe, description="Fixed training recipe.")
-    scheduler: SchedulerSection = Field(
+    scheduler: AnySchedulerSection = Field(  # type: ignore[valid-type]
         default_factory=lambda: FifoScheduler(type="fifo"), description="Trial scheduler."
     )
     optuna: OptunaSection | None = Field(
@@ -453,7 +337,15 @@ class SweepSpace(StrictModel):
     @field_validator("tasks")
     @classmethod
     def _distinct(cls, names: list[str]) -> list[str]:
-        return _no_repeats(names)
+        return no_repeats(names)
+
+    def scheduler_facts(self) -> SweepFacts:
+        """What the scheduler section reads from the other sections (to check itself, to build)."""
+        return SweepFacts(
+            max_epochs=self.recipe.max_epochs, seeds=len(self.grid.seeds),
+            max_concurrent_trials=self.resources.max_concurrent_trials,
+            checkpoints_to_keep=self.run.checkpoints_to_keep, optuna=self.optuna is not None,
+        )
 
     @property
     def experiment_name(self) -> str:

@@ -9,22 +9,15 @@ from __future__ import annotations
 from typing import Any
 
 from ray import tune
-from ray.tune.schedulers import (
-    ASHAScheduler,
-    FIFOScheduler,
-    MedianStoppingRule,
-    PopulationBasedTraining,
-    TrialScheduler,
-)
+from ray.tune.schedulers import TrialScheduler
 from ray.tune.search import ConcurrencyLimiter, Searcher
 from ray.tune.search.optuna import OptunaSearch
 from ray.tune.search.sample import Domain
 
-from isobn_tune.schedulers.group import GroupMedianStoppingRule, GroupSuccessiveHalving, RaceByConfig
 from isobn_tune.space import SweepSpace, fixed_config, grid_points, optuna_base_config, trials_per_task
 from isobn_tune.space.schema import SearchChoices, SearchRange
 from isobn_tune.sweep.seed_repeater import SeedMedianRepeater
-from isobn_tune.train.metrics import BEST_OBJECTIVE, MODE, OBJECTIVE
+from isobn_tune.train.metrics import BEST_OBJECTIVE, MODE
 from isobn_tune.train.recipe import GRID_POINT_KEY
 
 
@@ -75,47 +68,6 @@ def build_searcher(space: SweepSpace) -> Searcher | None:
 
 
 def build_scheduler(space: SweepSpace) -> TrialScheduler:
-    """The scheduler the file names. Stopping rules compare the best dev metric so far (the
-    paper keeps the best epoch); PBT exploits on the current epoch's metric."""
-    section, max_t = space.scheduler, space.recipe.max_epochs
-    common = {"time_attr": "epoch", "metric": BEST_OBJECTIVE, "mode": MODE}
-    # Group schedulers wait at a milestone until a group's seeds all exist (max_concurrent_trials).
-    groups = {"seeds_per_group": len(space.grid.seeds)}
-    if section.type == "fifo":
-        return FIFOScheduler()
-    if section.type == "asha":
-        return ASHAScheduler(
-            **common, max_t=max_t, grace_period=section.grace_period,
-            reduction_factor=section.reduction_factor,
-        )
-    if section.type == "median":
-        # Without enough trials to compare with, Ray's rule pauses a trial to let pending ones run
-        # (time slicing); a minimum slice of the whole budget turns that off: a trial runs on, and
-        # a pause never drops the epoch it was reporting.
-        return MedianStoppingRule(
-            **common, grace_period=section.grace_period, min_samples_required=section.min_samples_required,
-            min_time_slice=max_t,
-        )
-    if section.type == "pbt":
-        return PopulationBasedTraining(
-            time_attr="epoch", metric=OBJECTIVE, mode=MODE,
-            perturbation_interval=section.perturbation_interval, synch=section.synch,
-            # The grid's lr sits in the trial's grid point (see build_param_space).
-            hyperparam_mutations={GRID_POINT_KEY: {"lr": list(section.hyperparam_mutations.lr)}},
-        )
-    if section.type == "asha_by_config":
-        return GroupSuccessiveHalving(
-            **common, **groups, max_t=max_t, grace_period=section.grace_period,
-            reduction_factor=section.reduction_factor,
-        )
-    if section.type == "median_by_config":
-        return GroupMedianStoppingRule(
-            **common, **groups, max_t=max_t, grace_period=section.grace_period,
-            min_groups_required=section.min_groups_required,
-        )
-    if section.type == "race_by_config":
-        return RaceByConfig(
-            **common, **groups, max_t=section.max_t or max_t, min_epochs=section.min_epochs,
-            alpha=section.alpha, tolerance=section.tolerance / 100,  # points -> the metric's own scale
-        )
-    raise ValueError(f"unknown scheduler type {section.type!r}")  # the space schema rules this out
+    """The Tune scheduler of the file's ``scheduler`` section (each section builds its own; see
+    :mod:`isobn_tune.schedulers.registry`)."""
+    return space.scheduler.build(space.scheduler_facts())

@@ -39,7 +39,7 @@ from isobn_tune.results.aggregate import (
 from isobn_tune.results.comparisons import points
 from isobn_tune.results.figures import write_sweep_figures
 from isobn_tune.results.groups import group_key
-from isobn_tune.schedulers.group import saved_race_stops
+from isobn_tune.schedulers.race_by_config import saved_race_stops
 from isobn_tune.space import SweepSpace, trial_count
 from isobn_tune.sweep.directory import stored_uri
 from isobn_tune.sweep.errored_trials import last_error_line

@@ -27,14 +27,11 @@ from ray.tune.schedulers import ASHAScheduler, TrialScheduler
 
 from isobn_tune.errors import UserError
 from isobn_tune.results.groups import group_key
-from isobn_tune.schedulers.group import (
-    STATE_FILE,
-    GroupMedianStoppingRule,
-    GroupSuccessiveHalving,
-    RaceByConfig,
-    RaceStop,
-    saved_race_stops,
-)
+from isobn_tune.schedulers.asha_by_config import GroupSuccessiveHalving
+from isobn_tune.schedulers.decisions import STATE_FILE
+from isobn_tune.schedulers.group import GroupScheduler
+from isobn_tune.schedulers.median_by_config import GroupMedianStoppingRule
+from isobn_tune.schedulers.race_by_config import RaceByConfig, RaceStop, saved_race_stops
 
 MAX_T = 9
 RUNGS = (1, 3)
@@ -165,13 +162,13 @@ def group_ends(results: tune.ResultGrid) -> set[int]:
 
 
 class GroupRun(NamedTuple):
-    scheduler: GroupSuccessiveHalving
+    scheduler: GroupScheduler
     results: tune.ResultGrid
 
 
 @pytest.fixture(scope="module")
 def group_halving_run(tmp_path_factory) -> GroupRun:
-    scheduler = GroupSuccessiveHalving(max_t=MAX_T, grace_period=1, reduction_factor=3)
+    scheduler = GroupScheduler(GroupSuccessiveHalving(max_t=MAX_T, grace_period=1, reduction_factor=3))
     # As many trials at once as seeds per group: the groups run one after another, each decided
     # over all its seeds, so the decisions are deterministic.
     tuner = make_tuner(
@@ -199,7 +196,7 @@ def test_group_key_keeps_close_floats_apart() -> None:
 
 def test_group_scheduler_rejects_an_unknown_mode() -> None:
     with pytest.raises(UserError, match="mode='maximise' must be 'min' or 'max'"):
-        GroupSuccessiveHalving(metric="objective", mode="maximise")
+        GroupScheduler(GroupSuccessiveHalving(), metric="objective", mode="maximise")
 
 
 def test_per_trial_asha_biases_the_median_of_kept_groups_upward(tmp_path) -> None:
@@ -234,7 +231,7 @@ def test_group_successive_halving_debug_string_summarises_the_run(group_halving_
 
 def test_group_median_rule_keeps_or_stops_every_seed_of_a_group_at_one_epoch(tmp_path) -> None:
     # Every epoch from the grace period on is a milestone; a late grace period keeps the run short.
-    scheduler = GroupMedianStoppingRule(grace_period=6, min_groups_required=2, max_t=MAX_T)
+    scheduler = GroupScheduler(GroupMedianStoppingRule(grace_period=6, min_groups_required=2, max_t=MAX_T))
     results = make_tuner(scheduler, tmp_path, max_concurrent=len(SEEDS)).fit()
 
     assert_groups_move_together(results, tuple(range(6, MAX_T)))
@@ -249,8 +246,8 @@ def test_group_successive_halving_completes_with_limited_concurrency(
     """Below a group's seeds (1) the waiting seed stalls every slot: its rung is decided on the
     seed there is; at a group's seeds (2) every decision waits for both."""
     seeds = SEEDS[:2]
-    scheduler = GroupSuccessiveHalving(max_t=MAX_T, grace_period=1, reduction_factor=3,
-                                       seeds_per_group=len(seeds))
+    scheduler = GroupScheduler(GroupSuccessiveHalving(max_t=MAX_T, grace_period=1, reduction_factor=3,
+                                                      seeds_per_group=len(seeds)))
     tuner = make_tuner(scheduler, tmp_path, QUALITIES[:3], seeds, max_concurrent)
 
     start = time.monotonic()
@@ -265,7 +262,7 @@ def test_group_successive_halving_completes_with_limited_concurrency(
 def test_restore_mid_run_decides_like_an_uninterrupted_run(tmp_path, group_halving_run) -> None:
     flag = tmp_path / "interrupt"
     flag.touch()
-    scheduler = GroupSuccessiveHalving(max_t=MAX_T, grace_period=1, reduction_factor=3)
+    scheduler = GroupScheduler(GroupSuccessiveHalving(max_t=MAX_T, grace_period=1, reduction_factor=3))
     # The last group, at its first rung: the decision there needs the other groups' medians.
     interrupt = InterruptAtRung(flag, "true_quality", QUALITIES[-1], RUNGS[0])
     interrupted = make_tuner(
@@ -378,8 +375,8 @@ def race_tuner(path: Path, callbacks: tuple[tune.Callback, ...] = ()) -> tune.Tu
                      "variant": tune.grid_search(list(RACE_OFFSETS))},
         tune_config=tune.TuneConfig(
             metric="objective", mode="max", max_concurrent_trials=len(RACE_SEEDS), time_budget_s=90,
-            scheduler=RaceByConfig(min_epochs=RACE_MIN_EPOCHS, max_t=RACE_MAX_T,
-                                   seeds_per_group=len(RACE_SEEDS)),
+            scheduler=GroupScheduler(RaceByConfig(min_epochs=RACE_MIN_EPOCHS, max_t=RACE_MAX_T,
+                                                  seeds_per_group=len(RACE_SEEDS))),
             reuse_actors=True,
         ),
         run_config=tune.RunConfig(name="race", storage_path=str(path), verbose=0, callbacks=list(callbacks),
@@ -464,8 +461,9 @@ def test_race_retests_a_configuration_that_passed_the_milestone_first(tmp_path) 
         param_space={"seed": tune.grid_search(list(RACE_SEEDS)),
                      "variant": tune.grid_search(["early", "late"]), "flags": str(tmp_path)},
         tune_config=tune.TuneConfig(metric="objective", mode="max", time_budget_s=90, reuse_actors=True,
-                                    scheduler=RaceByConfig(min_epochs=RACE_MIN_EPOCHS, max_t=RETEST_MAX_T,
-                                                           seeds_per_group=len(RACE_SEEDS))),
+                                    scheduler=GroupScheduler(RaceByConfig(
+                                        min_epochs=RACE_MIN_EPOCHS, max_t=RETEST_MAX_T,
+                                        seeds_per_group=len(RACE_SEEDS)))),
         run_config=tune.RunConfig(name="retest", storage_path=str(tmp_path), verbose=0),
     )
     results = tuner.fit()

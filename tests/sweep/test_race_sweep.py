@@ -19,7 +19,7 @@ from mlflow.tracking import MlflowClient
 
 from isobn_tune.results.groups import group_key
 from isobn_tune.runner import run_sweep
-from isobn_tune.schedulers.group import saved_race_stops
+from isobn_tune.schedulers.race_by_config import saved_race_stops
 from isobn_tune.tracking.names import (
     GROUP_TAG,
     RACE_DIFF_TAG,
