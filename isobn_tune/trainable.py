@@ -67,8 +67,9 @@ class EndPreviousTrialOnReset:
     training thread to stop, gives it ``TUNE_FUNCTION_THREAD_TIMEOUT_S`` (2 s) to unwind and, if
     it is still alive, returns False, and Tune then errors the new trial instead of starting a
     fresh actor. Unwinding (the checkpoint folder deleted, the model and optimizer freed) can
-    take longer on busy cores. So wait until the thread has ended: it is told to stop while it
-    waits inside ``tune.report``, so it ends there, before training another step.
+    take longer on busy cores. So wait until the thread has ended: Tune resets an actor only
+    between its tasks, when the thread waits inside ``tune.report`` (Ray's function trainables
+    report synchronously); told to stop, it leaves from there without training another step.
 
     Ray's ``wrap_function`` puts a function's ``__mixins__`` before ``FunctionTrainable`` in the
     class it builds, and ``tune.with_parameters`` keeps them."""
