@@ -11,6 +11,7 @@ from typing import Any
 import ray
 import torch
 from ray import tune
+from ray.train._internal.session import get_session
 
 from isobn_tune.data.tokenization import TaskData
 from isobn_tune.sweep.checkpoint_storage import checkpoint_not_saved
@@ -59,6 +60,25 @@ def _injected_at(env: str, cfg: TrialConfig, epoch: int) -> bool:
     return cfg.seed == seed and epoch >= fail_epoch
 
 
+class EndPreviousTrialOnReset:
+    """Actor reuse that never errors a trial: Tune runs trial after trial in one actor
+    (``reuse_actors``; a paused trial restarts in whichever cached actor is free), resetting it
+    with ``reset_config``. Ray's ``FunctionTrainable.reset_config`` tells the previous trial's
+    training thread to stop, gives it ``TUNE_FUNCTION_THREAD_TIMEOUT_S`` (2 s) to unwind and, if
+    it is still alive, returns False, and Tune then errors the new trial instead of starting a
+    fresh actor. Unwinding (the checkpoint folder deleted, the model and optimizer freed) can
+    take longer on busy cores. So wait until the thread has ended: Tune resets an actor only
+    between its tasks, when the thread waits inside ``tune.report`` (Ray's function trainables
+    report synchronously); told to stop, it leaves from there without training another step.
+
+    Ray's ``wrap_function`` puts a function's ``__mixins__`` before ``FunctionTrainable`` in the
+    class it builds, and ``tune.with_parameters`` keeps them."""
+
+    def reset_config(self, new_config: dict[str, Any]) -> bool:
+        get_session().finish()  # tell the previous trial's thread to stop, wait until it has
+        return super().reset_config(new_config)  # type: ignore[misc]  # FunctionTrainable's
+
+
 def fine_tune_trial(config: dict[str, Any], data: TaskData) -> None:
     """Tune entry point; ``data`` comes from ``tune.with_parameters`` (one object-store copy)."""
     cfg = TrialConfig.from_dict(config)
@@ -85,3 +105,6 @@ def fine_tune_trial(config: dict[str, Any], data: TaskData) -> None:
                                        storage.checkpoint_fs_path) from exc
 
     train(cfg, data, report=report, resume_state=resume_state, device=device)
+
+
+fine_tune_trial.__mixins__ = (EndPreviousTrialOnReset,)  # type: ignore[attr-defined]
