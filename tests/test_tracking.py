@@ -47,7 +47,13 @@ from ray.tune.result import AUTO_RESULT_KEYS
 
 from isobn_tune.aggregate import config_group, short_label
 from isobn_tune.isotropy import load_stats
-from isobn_tune.mlflow_names import ISOBN_EPS_RATIO, ISOBN_NEAR_IDENTITY, NEAR_IDENTITY_TAG
+from isobn_tune.mlflow_names import (
+    EXPERIMENT_KIND_TAG,
+    EXPERIMENT_KIND_TRAINING,
+    ISOBN_EPS_RATIO,
+    ISOBN_NEAR_IDENTITY,
+    NEAR_IDENTITY_TAG,
+)
 from isobn_tune.mlflow_runs import sweep_run
 from isobn_tune.preflight import resolve_tracking_uri
 from isobn_tune.recipe import TrialConfig
@@ -186,6 +192,7 @@ def test_one_experiment_named_after_the_space_file(sweep: Sweep) -> None:
     experiment = sweep.client.get_experiment_by_name(load_space(sweep.space_file).name)
     assert experiment is not None
     assert {r.info.experiment_id for r in [sweep.parent, *sweep.children]} == {experiment.experiment_id}
+    assert experiment.tags[EXPERIMENT_KIND_TAG] == EXPERIMENT_KIND_TRAINING  # MLflow's UI opens its runs
 
 
 def test_one_parent_run_per_sweep(sweep: Sweep) -> None:
