@@ -56,14 +56,18 @@ def port_is_free(port: int) -> bool:
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP], ids=lambda s: s.name)
-def test_ui_stops_everything_it_started_on_a_stop_signal(store: str, tmp_path: Path, sig: signal.Signals) -> None:
+def test_ui_stops_everything_it_started_on_a_stop_signal(
+    store: str, tmp_path: Path, sig: signal.Signals
+) -> None:
     port = free_port()
-    proc = subprocess.Popen(["isobn-tune", "ui", "--tracking-uri", store, "--port", str(port)], cwd=tmp_path,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    proc = subprocess.Popen(["isobn-tune", "ui", "--tracking-uri", store, "--port", str(port)],
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
     servers: list[int] = []
     try:
         first = proc.stdout.readline()  # blocks until the UI answers (or the command fails)
-        assert first == f"MLflow UI: http://127.0.0.1:{port}/#/?{UI_WORKFLOW_QUERY}\n", first + proc.stdout.read()
+        start_page = f"MLflow UI: http://127.0.0.1:{port}/#/?{UI_WORKFLOW_QUERY}\n"
+        assert first == start_page, first + proc.stdout.read()
         servers = children(proc.pid)
         assert len(servers) == 1
         assert len(session_pids(servers[0])) >= 2  # `mlflow ui` and the uvicorn server it started
