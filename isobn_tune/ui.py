@@ -86,18 +86,16 @@ def browse(sweep: str | None, *, tracking_uri: str | None = None, port: int | No
         return 0
     port = port or free_port()
     log = target.log_dir / UI_LOG
-    # Signals wait until the server is started and the handlers below are ready to stop it.
-    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
     previous = {sig: signal.signal(sig, _request_stop) for sig in STOP_SIGNALS}
-    with log.open("a") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", target.tracking_uri,
-             "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-            cwd=target.log_dir, env=os.environ | SERVER_ENV, stdout=out, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    proc: subprocess.Popen | None = None
     try:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+        with log.open("a") as out:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", target.tracking_uri,
+                 "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+                cwd=target.log_dir, env=os.environ | SERVER_ENV, stdout=out, stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         base_url = f"http://127.0.0.1:{port}"
         wait_healthy(base_url, proc, log)
         print(f"MLflow UI: {run_page(base_url, target.tracking_uri, target.run_id)}", flush=True)
@@ -109,7 +107,8 @@ def browse(sweep: str | None, *, tracking_uri: str | None = None, port: int | No
     finally:
         for sig in STOP_SIGNALS:  # a second signal must not cut the stop short
             signal.signal(sig, signal.SIG_IGN)
-        stop(proc)
+        if proc is not None:
+            stop(proc)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import signal
 import socket
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,7 @@ from helpers import kill_session, session_pids
 from mlflow.tracking import MlflowClient
 
 from isobn_tune.mlflow_names import UI_WORKFLOW_QUERY
-from isobn_tune.ui import free_port
+from isobn_tune.ui import STOP_GRACE_S, free_port
 
 
 @pytest.fixture(scope="module")
@@ -72,8 +73,10 @@ def test_ui_stops_everything_it_started_on_a_stop_signal(
         assert len(servers) == 1
         assert len(session_pids(servers[0])) >= 2  # `mlflow ui` and the uvicorn server it started
         assert not port_is_free(port)
+        signalled = time.monotonic()
         proc.send_signal(sig)  # to the command alone, as `kill`, `timeout` or a service manager does
         assert proc.wait(timeout=60) == 0, proc.stdout.read()
+        assert time.monotonic() - signalled < STOP_GRACE_S  # the server stopped on SIGTERM, not SIGKILL
         assert not session_pids(servers[0]), f"the MLflow server outlived `isobn-tune ui` ({sig.name})"
         assert port_is_free(port)
     finally:
