@@ -259,7 +259,8 @@ def test_the_runs_table_shows_readable_child_names(ui: Ui, page: Any) -> None:
 @pytest.mark.browser
 def test_the_parent_runs_artifacts_list_its_figures(ui: Ui, page: Any) -> None:
     assert any(name.endswith(".png") for name in ui.figures), ui.figures
-    page.goto(f"{ui.url}/artifacts", wait_until="domcontentloaded")
+    run_page, _, query = ui.url.partition("?")
+    page.goto(f"{run_page}/artifacts?{query}", wait_until="domcontentloaded")
     page.get_by_text(FIGURES_ARTIFACT_DIR, exact=True).first.click()
     for path in ui.figures:
         page.get_by_text(path.rpartition("/")[2], exact=True).first.wait_for()
