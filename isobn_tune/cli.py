@@ -348,25 +348,30 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
+    from isobn_tune.console import captured_output
     from isobn_tune.results.aggregate import short_label
     from isobn_tune.serving.export import export_trial
+    from isobn_tune.sweep.directory import SweepDir, read_manifest
 
-    exported = export_trial(args.dir, args.task, args.to, trial_id=args.trial, register=args.register,
-                            tracking_uri=args.tracking_uri)
+    sweep_dir = SweepDir.parse(args.dir)
+    read_manifest(sweep_dir)  # a sweep directory, before its log is appended to
+    with captured_output(sweep_dir.log_file) as log:  # progress bars and library warnings
+        exported = export_trial(args.dir, args.task, args.to, trial_id=args.trial, register=args.register,
+                                tracking_uri=args.tracking_uri)
     record = exported.record
     print(f"exported trial {record.trial_id} ({short_label(record.config)}, seed {record.config.seed}, "
           f"best dev {record.best_objective:.4f}) to {args.to}")
     version = exported.registered_version
     registered = f", registered as {args.register} version {version}" if args.register else ""
-    print(f"MLflow model {exported.model_uri}{registered}")
+    print(f"MLflow model {exported.model_uri}{registered}; full log {log}")
     return 0
 
 
 def _predict(args: argparse.Namespace) -> int:
     from isobn_tune.serving.predict import predict_file
 
-    count = predict_file(args.model, args.input, args.out)
-    print(f"{count} predictions written to {args.out}")
+    predicted = predict_file(args.model, args.input, args.out)
+    print(f"{predicted.count} predictions written to {args.out}; full log {predicted.log}")
     return 0
 
 

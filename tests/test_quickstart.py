@@ -30,7 +30,7 @@ from mlflow.tracking import MlflowClient
 
 from isobn_tune.data import sample_glue
 from isobn_tune.runner import run_sweep
-from isobn_tune.tracking.names import FIGURES_ARTIFACT_DIR
+from isobn_tune.tracking.names import FIGURES_ARTIFACT_DIR, UI_WORKFLOW_QUERY
 from isobn_tune.tracking.readback import child_runs
 
 QUICKSTART = "search_spaces/quickstart.yaml"
@@ -205,10 +205,24 @@ def ui(quickstart: Quickstart) -> Iterator[Ui]:
 
 def test_ui_prints_the_parent_runs_address_and_serves_it(ui: Ui) -> None:
     base, _, fragment = ui.url.partition("/#/")
-    assert fragment == f"experiments/{ui.parent.info.experiment_id}/runs/{ui.parent.info.run_id}"
+    assert fragment == (f"experiments/{ui.parent.info.experiment_id}/runs/{ui.parent.info.run_id}"
+                        f"?{UI_WORKFLOW_QUERY}")
     got = requests.get(f"{base}/api/2.0/mlflow/runs/get", params={"run_id": ui.parent.info.run_id},
                        timeout=30)
     assert got.json()["run"]["info"]["run_name"] == ui.parent.info.run_name
+
+
+@pytest.mark.browser
+def test_the_sweeps_experiment_opens_at_its_runs_not_the_genai_view(ui: Ui, page: Any) -> None:
+    """From the printed address, the experiment's link opens MLflow's model-training view with the
+    runs table; MLflow 3.17 would otherwise open its GenAI view (traces, token usage)."""
+    experiment_id = ui.parent.info.experiment_id
+    page.goto(ui.url, wait_until="domcontentloaded")
+    page.locator(f"a[href^='#/experiments/{experiment_id}']:not([href*='/runs/'])").first.click()
+    page.get_by_role("link", name=ui.parent.info.run_name, exact=True).wait_for()
+    fragment = page.url.partition("/#/")[2]
+    assert fragment.startswith(f"experiments/{experiment_id}/runs?"), page.url
+    assert UI_WORKFLOW_QUERY in fragment.split("?", 1)[1].split("&"), page.url
 
 
 @pytest.mark.browser
@@ -244,7 +258,8 @@ def test_the_runs_table_shows_readable_child_names(ui: Ui, page: Any) -> None:
 @pytest.mark.browser
 def test_the_parent_runs_artifacts_list_its_figures(ui: Ui, page: Any) -> None:
     assert any(name.endswith(".png") for name in ui.figures), ui.figures
-    page.goto(f"{ui.url}/artifacts", wait_until="domcontentloaded")
+    run_page, _, query = ui.url.partition("?")
+    page.goto(f"{run_page}/artifacts?{query}", wait_until="domcontentloaded")
     page.get_by_text(FIGURES_ARTIFACT_DIR, exact=True).first.click()
     for path in ui.figures:
         page.get_by_text(path.rpartition("/")[2], exact=True).first.wait_for()

@@ -62,10 +62,11 @@ class Classifier:
         self, text_a: Sequence[str], text_b: Sequence[str] | None = None, *, progress: bool = False
     ) -> np.ndarray:
         """Class ids (scores for STS-B) of sentences or sentence pairs, in batches of the
-        recipe's ``eval_batch_size`` as its dev evaluation ran; ``progress``: a bar on stderr
-        (off when stderr is no terminal)."""
+        recipe's ``eval_batch_size`` as its dev evaluation ran; ``progress``: a bar on the
+        terminal (none in a pipe or file)."""
         from tqdm.auto import tqdm
 
+        from isobn_tune.console import terminal
         from isobn_tune.data.tokenization import encode_split
         from isobn_tune.train.loop import evaluate
 
@@ -78,7 +79,7 @@ class Classifier:
         device = next(self.model.parameters()).device
         step = self.trial.eval_batch_size * BATCHES_PER_STEP
         predictions = [np.empty(0, np.float32 if self.task.is_regression else np.int64)]
-        with tqdm(total=len(texts[0]), unit="ex", disable=None if progress else True) as bar:
+        with tqdm(total=len(texts[0]), unit="ex", file=terminal(), disable=None if progress else True) as bar:
             for start in range(0, len(texts[0]), step):
                 chunk = [t[start:start + step] for t in texts]
                 split = encode_split(self.tokenizer, chunk, self.max_seq_length)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import mlflow
 import mlflow.pyfunc
+import pandas as pd
 from mlflow.models import ModelSignature
 from mlflow.models.model import ModelInfo
 from mlflow.tracking import MlflowClient
@@ -24,6 +25,9 @@ from isobn_tune.sweep.directory import URI_ENV
 from isobn_tune.tracking.names import CLASSIFIER_ARTIFACT, TASK_TAG, TRIAL_TAG, model_name
 
 PYFUNC_CODE = Path(__file__).with_name("pyfunc_model.py")  # MLflow's "model from code"
+# The input example MLflow stores beside the signature (its model page and serving show it): one
+# row, the first sentence alone for single-sentence tasks.
+EXAMPLE_SENTENCES = ("A man is playing a guitar.", "Someone is playing an instrument.")
 
 
 def log_classifier(
@@ -33,7 +37,9 @@ def log_classifier(
     task and trial), registered as a new version of ``register`` when given."""
     task = get_task(read_config(directory)["task"])
     outputs = ColSpec("double" if task.is_regression else "string")
-    signature = ModelSignature(Schema([ColSpec("string", c) for c in text_columns(task)]), Schema([outputs]))
+    columns = text_columns(task)
+    signature = ModelSignature(Schema([ColSpec("string", c) for c in columns]), Schema([outputs]))
+    example = pd.DataFrame({c: [sentence] for c, sentence in zip(columns, EXAMPLE_SENTENCES, strict=False)})
     parent = MlflowClient(tracking_uri).get_run(parent_run_id).info
     with _fluent_store(tracking_uri):
         mlflow.start_run(run_id=parent_run_id)  # the model goes to the parent run and its experiment
@@ -41,7 +47,7 @@ def log_classifier(
             return mlflow.pyfunc.log_model(
                 name=model_name(task.name), python_model=PYFUNC_CODE,
                 artifacts={CLASSIFIER_ARTIFACT: str(directory)}, signature=signature,
-                pip_requirements=[f"isobn-tune=={version('isobn-tune')}"],
+                input_example=example, pip_requirements=[f"isobn-tune=={version('isobn-tune')}"],
                 tags={TASK_TAG: task.name, TRIAL_TAG: trial_id}, registered_model_name=register,
             )
         finally:

@@ -5,27 +5,38 @@ label names for classification and scores for STS-B."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
+from isobn_tune.console import captured_output
 from isobn_tune.data.glue import read_examples
 from isobn_tune.data.tasks import get_task
 from isobn_tune.errors import UserError
 from isobn_tune.serving.classifier_io import load_classifier, read_config
 
 SUBMISSION_HEADER = "index\tprediction"
+PREDICT_LOG = "predict.log"
 
 
-def predict_file(directory: Path, input_file: Path, out: Path) -> int:
-    """Predict every example of ``input_file`` into ``out`` (a progress bar on a terminal's
-    stderr); the number of predictions. Inputs are checked before the model loads."""
+@dataclass(frozen=True)
+class Predicted:
+    count: int
+    log: Path
+
+
+def predict_file(directory: Path, input_file: Path, out: Path) -> Predicted:
+    """Predict every example of ``input_file`` into ``out``: a progress bar on a terminal, what
+    the libraries print in ``PREDICT_LOG`` beside ``out``. Inputs are checked before the model
+    loads."""
     task = get_task(read_config(directory)["task"])
     examples = read_examples(task, input_file)
     if not out.parent.is_dir():
         raise UserError(f"cannot write {out}: directory {out.parent} does not exist")
-    classifier = load_classifier(directory)
-    predictions = classifier.readable(classifier.predict(*examples.texts, progress=True))
-    write_submission(out, examples.ids, predictions)
-    return len(predictions)
+    with captured_output(out.parent / PREDICT_LOG) as log:
+        classifier = load_classifier(directory)
+        predictions = classifier.readable(classifier.predict(*examples.texts, progress=True))
+        write_submission(out, examples.ids, predictions)
+    return Predicted(len(predictions), log)
 
 
 def write_submission(path: Path, ids: Sequence[str], predictions: Sequence[str] | Sequence[float]) -> None:

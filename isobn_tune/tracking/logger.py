@@ -47,6 +47,8 @@ from isobn_tune.tracking.names import (
     BEST_DEV_METRIC,
     EPOCH_METRIC,
     ERROR_TAG,
+    EXPERIMENT_KIND_TAG,
+    EXPERIMENT_KIND_TRAINING,
     FIGURES_ARTIFACT_DIR,
     GROUP_TAG,
     ISOTROPY_ARTIFACT_DIR,
@@ -464,12 +466,15 @@ def _log_json(client: MlflowClient, run_id: str, value: Any, path: str) -> None:
 def _experiment_id(client: MlflowClient, tracking_uri: str, name: str) -> str:
     exp = client.get_experiment_by_name(name)
     if exp is not None:
+        if EXPERIMENT_KIND_TAG not in exp.tags:  # created by MLflow's UI or an older isobn-tune
+            client.set_experiment_tag(exp.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND_TRAINING)
         return exp.experiment_id
     artifact_location = None
     if tracking_uri.startswith("sqlite:///"):
         # Keep artifacts beside the SQLite store rather than in the current directory.
         artifact_location = (Path(tracking_uri.removeprefix("sqlite:///")).parent / "mlartifacts").as_uri()
-    return client.create_experiment(name, artifact_location=artifact_location)
+    return client.create_experiment(name, artifact_location=artifact_location,
+                                    tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND_TRAINING})
 
 
 def result_rows(fs: pyarrow.fs.FileSystem, trial_dir: str) -> list[dict[str, Any]]:

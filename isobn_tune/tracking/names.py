@@ -6,6 +6,13 @@ all import them from here.
 
 from __future__ import annotations
 
+# The sweep's experiment, as MLflow's UI reads it: a model-training experiment, opened at its runs.
+# MLflow's UI before 3.17 (and a tracking server of that age) chooses the experiment's view by its
+# kind tag; 3.17's UI ignores the tag and follows the page address's workflow type instead.
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"  # MLflow's own
+EXPERIMENT_KIND_TRAINING = "custom_model_development"
+UI_WORKFLOW_QUERY = "workflowType=machine_learning"  # not its default "genai" (traces, token usage)
+
 # Tags of both kinds of run.
 PARENT_TAG = "mlflow.parentRunId"  # MLflow's own: nests a child run under its parent
 KIND_TAG = "isobn.kind"  # KIND_SWEEP (the parent) or KIND_TRIAL

@@ -1,8 +1,9 @@
 """``isobn-tune ui``: MLflow's UI for a sweep, opened at the sweep's parent run.
 
 A local store (SQLite, or a file store) is served by ``mlflow ui`` on 127.0.0.1 for as long as the
-command runs; Ctrl-C stops every process it started (it runs in its own session, with MLflow's job
-consumers off, so none outlives it). A tracking server is already a UI: only its address is printed.
+command runs; Ctrl-C, SIGTERM (``kill``, ``timeout``, service managers) and SIGHUP (a closed
+terminal) stop every process it started (it runs in its own session, with MLflow's job consumers
+off, so none outlives it). A tracking server is already a UI: only its address is printed.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pathlib import Path
 from isobn_tune.errors import UserError
 from isobn_tune.redaction import redact_uri, without_userinfo
 from isobn_tune.sweep.directory import SweepDir, read_manifest, sweep_tracking_uri
+from isobn_tune.tracking.names import UI_WORKFLOW_QUERY
 
 REMOTE_SCHEMES = ("http", "https", "databricks")
 UI_LOG = "mlflow-ui.log"
@@ -29,6 +31,11 @@ STARTUP_TIMEOUT_S = 180.0  # the first start compiles MLflow's server on a busy 
 STOP_GRACE_S = 10.0
 # MLflow's job consumers are separate processes that outlive the UI unless job execution is off.
 SERVER_ENV = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+class StopRequested(Exception):
+    """One of ``STOP_SIGNALS`` arrived: the served UI is to stop."""
 
 
 @dataclass(frozen=True)
@@ -55,9 +62,10 @@ def target_of(sweep: str | None, tracking_uri: str | None) -> UiTarget:
 
 
 def run_page(base_url: str, tracking_uri: str, run_id: str | None) -> str:
-    """The UI address of ``run_id`` (its experiment looked up in the store), else the start page."""
+    """The UI address of ``run_id`` (its experiment looked up in the store), else the start page;
+    in MLflow's model-training view, where the experiment's runs, metrics and charts are."""
     if run_id is None:
-        return base_url
+        return f"{base_url.rstrip('/')}/#/?{UI_WORKFLOW_QUERY}"
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
@@ -66,11 +74,11 @@ def run_page(base_url: str, tracking_uri: str, run_id: str | None) -> str:
     except MlflowException as exc:
         raise UserError(f"run {run_id} not found in {redact_uri(tracking_uri)}: "
                         f"{str(exc).splitlines()[0]}") from None
-    return f"{base_url.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
+    return f"{base_url.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}?{UI_WORKFLOW_QUERY}"
 
 
 def browse(sweep: str | None, *, tracking_uri: str | None = None, port: int | None = None) -> int:
-    """Print the parent run's address; for a local store serve it until Ctrl-C."""
+    """Print the parent run's address; for a local store serve it until Ctrl-C, SIGTERM or SIGHUP."""
     target = target_of(sweep, tracking_uri)
     scheme = target.tracking_uri.split(":", 1)[0].split("+")[0]
     if scheme in REMOTE_SCHEMES:  # the address a browser opens (it asks for a login itself)
@@ -78,24 +86,35 @@ def browse(sweep: str | None, *, tracking_uri: str | None = None, port: int | No
         return 0
     port = port or free_port()
     log = target.log_dir / UI_LOG
-    with log.open("a") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", target.tracking_uri,
-             "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-            cwd=target.log_dir, env=os.environ | SERVER_ENV, stdout=out, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    previous = {sig: signal.signal(sig, _request_stop) for sig in STOP_SIGNALS}
+    proc: subprocess.Popen | None = None
     try:
+        with log.open("a") as out:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", target.tracking_uri,
+                 "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+                cwd=target.log_dir, env=os.environ | SERVER_ENV, stdout=out, stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         base_url = f"http://127.0.0.1:{port}"
         wait_healthy(base_url, proc, log)
         print(f"MLflow UI: {run_page(base_url, target.tracking_uri, target.run_id)}", flush=True)
         print(f"(serving {redact_uri(target.tracking_uri)}; log {log}; Ctrl-C stops it)", flush=True)
         proc.wait()
         raise UserError(f"mlflow ui exited with {proc.returncode}; see {log}")
-    except KeyboardInterrupt:
+    except StopRequested:
         return 0
     finally:
-        stop(proc)
+        for sig in STOP_SIGNALS:  # a second signal must not cut the stop short
+            signal.signal(sig, signal.SIG_IGN)
+        if proc is not None:
+            stop(proc)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _request_stop(signum: int, frame: object) -> None:
+    raise StopRequested(signal.Signals(signum).name)
 
 
 def wait_healthy(base_url: str, proc: subprocess.Popen, log: Path) -> None:

@@ -18,7 +18,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import tiny_space, trial_runs, write_yaml
+from helpers import cli, tiny_space, trial_runs, write_yaml
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
@@ -27,12 +27,15 @@ from isobn_tune.cli import main
 from isobn_tune.data.glue import DataSource, load_split, subsample
 from isobn_tune.data.tasks import get_task
 from isobn_tune.serving.export import PARAMS_FILE, write_trial_classifier
+from isobn_tune.serving.predict import PREDICT_LOG
+from isobn_tune.sweep.directory import LOG_FILE
 from isobn_tune.tracking.names import BEST_DEV_METRIC, TASK_TAG, TRIAL_TAG, best_group_tag, model_name
 from isobn_tune.train.checkpoint_files import BEST_MODEL_FILE, CHECKPOINT_PREFIX, ISOTROPY_FILE
 from isobn_tune.train.metrics import compute_metrics, selection_value
 
 MAX_DEV = 64
 MAX_SEQ = 32
+MAX_CONSOLE_LINES = 3  # what export and predict print: a summary, the rest in a log
 
 
 @dataclass
@@ -122,17 +125,32 @@ def test_export_picks_the_best_seed_of_the_best_configuration_and_registers_it(s
     assert np.array_equal(np.asarray(scores, dtype=np.float32), expected)
 
 
-def test_export_logs_a_pyfunc_on_the_parent_run_predicting_label_names(sweep, glue_dir, tmp_path):
-    _export(sweep, "--task", "rte", "--to", str(tmp_path / "rte-model"))
+def test_export_logs_a_pyfunc_with_an_input_example_predicting_label_names(sweep, glue_dir, tmp_path):
+    """`isobn-tune export` as a user runs it: at most three console lines (the libraries' progress
+    bars and warnings in the sweep's log); the MLflow model on the parent run carries an input
+    example beside its signature and predicts what the exported classifier predicts."""
+    to = tmp_path / "rte-model"
+    log = sweep.sweep_dir / LOG_FILE
+    logged_before = log.stat().st_size
+    done = cli("export", str(sweep.sweep_dir), "--task", "rte", "--to", str(to))
+    assert done.returncode == 0, done.stdout + done.stderr
+    console = (done.stdout + done.stderr).splitlines()
+    assert len(console) <= MAX_CONSOLE_LINES, console
+    assert console[-1].endswith(f"; full log {log}") and log.stat().st_size > logged_before
     after = sweep.client.get_run(sweep.parent.info.run_id).info
     assert (after.status, after.end_time) == (sweep.parent.info.status, sweep.parent.info.end_time)
     (logged,) = [m for m in sweep.client.search_logged_models([sweep.parent.info.experiment_id])
                  if m.name == model_name("rte")]
     assert logged.source_run_id == sweep.parent.info.run_id and logged.tags[TASK_TAG] == "rte"
     model = mlflow.pyfunc.load_model(logged.artifact_location)
+    example = model.input_example
+    assert list(example.columns) == ["text_a", "text_b"] and len(example) == 1
+    assert model.metadata.get_input_schema().input_names() == ["text_a", "text_b"]
     rows = dev_rows(glue_dir, "rte")
-    labels = model.predict(pd.DataFrame({"text_a": rows["text_a"][:5], "text_b": rows["text_b"][:5]}))
-    assert len(labels) == 5 and set(labels) <= {"entailment", "not_entailment"}
+    labels = model.predict(pd.DataFrame({"text_a": rows["text_a"], "text_b": rows["text_b"]}))
+    classifier = load_classifier(to)
+    assert list(labels) == classifier.readable(classifier.predict(rows["text_a"], rows["text_b"]))
+    assert set(labels) <= {"entailment", "not_entailment"}
 
 
 def test_predict_writes_a_glue_submission_from_test_and_dev_layouts(sweep, glue_dir, tmp_path):
@@ -164,7 +182,11 @@ def test_predict_writes_stsb_scores_as_floats(sweep, glue_dir, tmp_path):
     write_trial_classifier(str(sweep.sweep_dir / "stsb" / trial), model, max_seq_length=MAX_SEQ, origin={})
     out = tmp_path / "STS-B.tsv"
     dev = glue_dir / "STS-B" / "dev.tsv"
-    assert main(["predict", str(model), "--input", str(dev), "--out", str(out)]) == 0
+    done = cli("predict", str(model), "--input", str(dev), "--out", str(out))  # as a user runs it
+    assert done.returncode == 0, done.stdout + done.stderr
+    console = (done.stdout + done.stderr).splitlines()
+    assert len(console) <= MAX_CONSOLE_LINES and console[-1].endswith(f"full log {tmp_path / PREDICT_LOG}")
+    assert (tmp_path / PREDICT_LOG).is_file()
     lines = out.read_text().splitlines()
     assert lines[0] == "index\tprediction" and len(lines) == 1501
     assert all(np.isfinite(float(line.split("\t")[1])) for line in lines[1:])

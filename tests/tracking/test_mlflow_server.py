@@ -29,6 +29,7 @@ from mlflow.tracking import MlflowClient
 
 from isobn_tune.cli import main as cli_main
 from isobn_tune.runner import resume_sweep, run_sweep
+from isobn_tune.tracking.names import UI_WORKFLOW_QUERY
 
 SECRETS = {
     "HF_TOKEN": "hf_FakeTokenAbCdEfGhIjKlMnOpQrStUv",
@@ -188,4 +189,5 @@ def test_ui_of_a_sweep_on_a_server_prints_its_parent_runs_address_without_the_cr
     for args in ([], ["--tracking-uri", uri_with_password]):  # the server is the UI: nothing started
         assert cli_main(["ui", str(sweep.sweep_dir), *args]) == 0
         run = sweep.parent.info
-        assert capsys.readouterr().out == f"{sweep.url}/#/experiments/{run.experiment_id}/runs/{run.run_id}\n"
+        assert capsys.readouterr().out == (f"{sweep.url}/#/experiments/{run.experiment_id}/runs/{run.run_id}"
+                                           f"?{UI_WORKFLOW_QUERY}\n")

@@ -52,7 +52,7 @@ from isobn_tune.runner import SweepOutcome, run_sweep
 from isobn_tune.space import effective_space_text, load_space, trial_configs
 from isobn_tune.sweep.preflight import resolve_tracking_uri
 from isobn_tune.tracking.logger import SweepTracker
-from isobn_tune.tracking.names import NEAR_IDENTITY_TAG
+from isobn_tune.tracking.names import EXPERIMENT_KIND_TAG, EXPERIMENT_KIND_TRAINING, NEAR_IDENTITY_TAG
 from isobn_tune.tracking.readback import sweep_run
 from isobn_tune.train.isobn_params import ISOBN_EPS_RATIO, ISOBN_NEAR_IDENTITY
 from isobn_tune.train.isotropy import load_stats
@@ -188,6 +188,7 @@ def test_one_experiment_named_after_the_space_file(sweep: Sweep) -> None:
     experiment = sweep.client.get_experiment_by_name(load_space(sweep.space_file).name)
     assert experiment is not None
     assert {r.info.experiment_id for r in [sweep.parent, *sweep.children]} == {experiment.experiment_id}
+    assert experiment.tags[EXPERIMENT_KIND_TAG] == EXPERIMENT_KIND_TRAINING  # MLflow's UI opens its runs
 
 
 def test_one_parent_run_per_sweep(sweep: Sweep) -> None:
