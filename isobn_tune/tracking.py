@@ -18,7 +18,6 @@ from typing import Any
 import pyarrow.fs
 from mlflow.entities import Metric, Param, Run, RunTag
 from mlflow.tracking import MlflowClient
-from ray.tune import Callback
 from ray.tune.experiment import Trial
 from ray.tune.result import AUTO_RESULT_KEYS, EXPR_RESULT_FILE
 
@@ -37,7 +36,7 @@ from isobn_tune.aggregate import (
 from isobn_tune.checkpoint_layout import ISOTROPY_FILE
 from isobn_tune.comparisons import points
 from isobn_tune.console import say
-from isobn_tune.errored_trials import last_error_line
+from isobn_tune.errored_trials import EveryErroredTrial, last_error_line
 from isobn_tune.figures import write_sweep_figures
 from isobn_tune.group_schedulers import saved_race_stops
 from isobn_tune.groups import group_key
@@ -238,7 +237,7 @@ class SweepTracker:
                 self.client.log_artifact(self.parent_run_id, str(path), FIGURES_ARTIFACT_DIR)
 
 
-class TrialLogger(Callback):
+class TrialLogger(EveryErroredTrial):
     """A child run per trial: params, seed, group, per-epoch metrics (step = epoch), status and
     isotropy figures; with ``race_by_config``, why a race stopped it, and on the parent the list
     of a task's race stops. Runs in the driver, so trials finishing together are logged one after
@@ -324,12 +323,20 @@ class TrialLogger(Callback):
     def on_trial_complete(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
         self._track(trials, self._end, trial, trials, False)
 
-    def on_trial_error(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
-        self._track(trials, self._end, trial, trials, True)
+    def errored(self, trials: list[Trial], trial: Trial) -> None:
+        """The trial's run failed with its reason, whatever path errored it; a run that shows it
+        already (a trial a restore brings back errored) is left as it is."""
+        self._track(trials, self._end_errored, trial, trials)
+
+    def _end_errored(self, trial: Trial, trials: list[Trial]) -> None:
+        if trial.trial_id not in self._ended:
+            rows = result_rows(pyarrow.fs.LocalFileSystem(), trial.local_path) if trial.local_path else []
+            self.catch_up(trial, trials, rows, ended=True, errored=True, error_line=last_error_line(trial))
 
     def on_experiment_end(self, trials: list[Trial], **info: Any) -> None:
         """The last catch-up of the task, if behind; the task's race stops on the parent (also when
         interrupted: a resume rewrites them)."""
+        super().on_experiment_end(trials, **info)
         outage = self.tracker.outage
         if trials and outage.catch_up(lambda: self._catch_up_running(trials), now=True):
             outage.attempt(self.log_race_stops, trials, trials[0].storage.experiment_driver_staging_path)
