@@ -1,5 +1,11 @@
 """Seed statistics: the median and std over seeds of each configuration's best dev metric, and
-the paper-style table (task x method, median ± std)."""
+the paper-style table (task x method, median ± std).
+
+Budget-matched: a median holds only trials that ran the full budget (status finished); a trial a
+scheduler stopped early, an errored or a running one enters no median, and is listed under the
+table with the epoch it reached. :func:`sweep_results` is the one function that turns a sweep's
+trial records into its table and comparisons: the end-of-run table, the parent run's artifacts
+and ``isobn-tune report`` all come from it, on the trials as MLflow holds them."""
 
 from __future__ import annotations
 
@@ -13,7 +19,14 @@ from typing import Any
 import numpy as np
 
 from isobn_tune.cls_norm import PARAM_FIELDS, params_of
-from isobn_tune.comparisons import BASELINE, CSV_COLUMNS, compare_sweep, comparisons_markdown, points
+from isobn_tune.comparisons import (
+    BASELINE,
+    CSV_COLUMNS,
+    SweepComparisons,
+    compare_sweep,
+    comparisons_markdown,
+    points,
+)
 from isobn_tune.groups import group_key
 from isobn_tune.metrics import BEST_OBJECTIVE
 from isobn_tune.recipe import TrialConfig
@@ -30,6 +43,21 @@ class TrialRecord:
     best_objective: float | None
     last_epoch: int
     status: str  # one of STATUSES
+    # (epoch, best dev metric up to that epoch) for each epoch the trial reported
+    history: tuple[tuple[int, float], ...] = ()
+
+    @property
+    def reached(self) -> int:
+        """The epochs it counts as having trained: a finished trial (all epochs, or its patience
+        ran out) the full budget, any other the last epoch it reported."""
+        return self.config.max_epochs if self.status == "finished" else self.last_epoch
+
+    def score_at(self, epoch: int) -> float | None:
+        """The best dev metric up to ``epoch`` (a finished trial keeps its final one after its last
+        epoch); None if the trial did not report that epoch."""
+        if self.status == "finished" and epoch >= self.last_epoch:
+            return self.best_objective
+        return dict(self.history).get(epoch)
 
     @property
     def group(self) -> str:
@@ -91,7 +119,8 @@ def trial_status(cfg: TrialConfig, metrics: Mapping[str, Any], errored: bool) ->
 
 
 def record_from_result(trial_id: str, config: Mapping[str, Any], metrics: Mapping[str, Any] | None,
-                       errored: bool) -> TrialRecord:
+                       errored: bool, rows: Iterable[Mapping[str, Any]] = ()) -> TrialRecord:
+    """A trial's record from its last result; ``rows``: every result it reported (its history)."""
     cfg = TrialConfig.from_dict(dict(config))
     metrics = metrics or {}
     best = metrics.get(BEST_OBJECTIVE)
@@ -101,7 +130,15 @@ def record_from_result(trial_id: str, config: Mapping[str, Any], metrics: Mappin
         best_objective=float(best) if best is not None else None,
         last_epoch=int(metrics.get("epoch", 0)),
         status=trial_status(cfg, metrics, errored),
+        history=best_history((int(r["epoch"]), r[BEST_OBJECTIVE]) for r in rows
+                             if "epoch" in r and BEST_OBJECTIVE in r),
     )
+
+
+def best_history(points: Iterable[tuple[int, float]]) -> tuple[tuple[int, float], ...]:
+    """(epoch, value) in epoch order, the last reported value of an epoch winning (a retry or a
+    PBT exploit reports an epoch again)."""
+    return tuple(sorted({int(epoch): float(value) for epoch, value in points}.items()))
 
 
 @dataclass(frozen=True)
@@ -117,6 +154,7 @@ class GroupSummary:
     values: tuple[float, ...]
     seeds: tuple[int, ...]
     n_trials: int
+    trials: tuple[TrialRecord, ...] = ()  # every trial of the configuration, whatever its status
 
     @property
     def median(self) -> float:
@@ -130,21 +168,21 @@ class GroupSummary:
 def summarise_groups(records: Iterable[TrialRecord]) -> list[GroupSummary]:
     """Group trials by (task, configuration) and collect each group's seed values.
 
-    Stopped trials count with the best metric they reached (a per-trial scheduler's bias shows
-    here; group schedulers stop all seeds of a group together); errored trials do not count.
+    Only trials that ran the full budget count: one a scheduler stopped early would sit beside
+    trials that trained longer (a per-trial scheduler's bias), an errored one has no final score.
     """
     by_group: dict[tuple[str, str], list[TrialRecord]] = defaultdict(list)
     for rec in records:
         by_group[(rec.config.task, rec.group)].append(rec)
     summaries = []
     for (task, group), recs in by_group.items():
-        scored = [r for r in recs if r.best_objective is not None and r.status != "errored"]
+        scored = [r for r in recs if r.best_objective is not None and r.status == "finished"]
         first = recs[0].config.to_dict()
         first.pop("seed")
         summaries.append(GroupSummary(
             task=task, group=group, label=short_label(recs[0].config), method=recs[0].method, config=first,
             values=tuple(r.best_objective for r in scored),
-            seeds=tuple(r.config.seed for r in scored), n_trials=len(recs),
+            seeds=tuple(r.config.seed for r in scored), n_trials=len(recs), trials=tuple(recs),
         ))
     return sorted(summaries, key=lambda s: (s.task, -np.nan_to_num(s.median, nan=-np.inf)))
 
@@ -168,21 +206,24 @@ def best_by_method(summaries: Iterable[GroupSummary]) -> dict[tuple[str, str], G
     return best
 
 
-def method_table(summaries: Iterable[GroupSummary]) -> list[dict[str, Any]]:
-    """Paper-style rows: per task and method, the best configuration's median ± std over seeds; a
-    method other than the baseline also gets its paired comparison with the baseline's best
-    (:data:`isobn_tune.comparisons.CSV_COLUMNS`: difference, interval, P(A > B), pairs, verdict)."""
+def method_table(summaries: Iterable[GroupSummary], comparisons: SweepComparisons | None = None
+                 ) -> list[dict[str, Any]]:
+    """Paper-style rows: per task and method, the best configuration's median ± std over the seeds
+    that ran the full budget (``budget_epochs``); a method other than the baseline also gets its
+    paired comparison with the baseline's best (:data:`isobn_tune.comparisons.CSV_COLUMNS`:
+    difference, interval, P(A > B), pairs, verdict)."""
     summaries = list(summaries)
-    comparisons = compare_sweep(summaries)
+    comparisons = comparisons or compare_sweep(summaries)
     rows = []
     for (task, method), s in sorted(best_by_method(summaries).items()):
         vs = comparisons.best_vs_baseline(task, method)
         rows.append({"task": task, "method": method, "median": s.median, "std": s.std, "seeds": len(s.values),
-                     "config": s.group, **{k: getattr(vs, k) if vs else None for k in CSV_COLUMNS}})
+                     "budget_epochs": s.trials[0].config.max_epochs, "config": s.group,
+                     **{k: getattr(vs, k) if vs else None for k in CSV_COLUMNS}})
     return rows
 
 
-TABLE_COLUMNS = ("task", "method", "median", "std", "seeds", "config", *CSV_COLUMNS)
+TABLE_COLUMNS = ("task", "method", "median", "std", "seeds", "budget_epochs", "config", *CSV_COLUMNS)
 
 
 def table_csv(rows: list[dict[str, Any]]) -> str:
@@ -221,12 +262,65 @@ def table_markdown(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def sweep_description(summaries: list[GroupSummary], compare: Sequence[str] | None = None) -> str:
-    """What a sweep found, in Markdown: the task x method table, then every paired comparison with
-    its verdict and the note on selection bias (the parent run's description and ``report``);
-    ``compare``: two configuration labels to compare as well."""
+LEFT_OUT = {"stopped": "stopped by the scheduler", "errored": "errored", "running": "still running"}
+_LISTED = 6  # trials named one by one per task and status; more are counted by epoch
+
+
+def left_out_lines(records: Iterable[TrialRecord]) -> list[str]:
+    """Per task, the trials in no median (stopped early, errored, running) with the epoch each
+    reached: one line per task."""
+    by_task: dict[str, dict[str, list[TrialRecord]]] = defaultdict(lambda: defaultdict(list))
+    for r in records:
+        if r.status in LEFT_OUT:
+            by_task[r.config.task][r.status].append(r)
+    lines = []
+    for task, by_status in sorted(by_task.items()):
+        parts = []
+        for status, label in LEFT_OUT.items():
+            recs = sorted(by_status.get(status, []), key=lambda r: r.trial_id)
+            if len(recs) > _LISTED:
+                epochs = sorted({r.last_epoch for r in recs})
+                counts = ", ".join(f"{e} ({sum(r.last_epoch == e for r in recs)})" for e in epochs)
+                parts.append(f"{label}: {len(recs)} trials, at epoch {counts}")
+            elif recs:
+                parts.append(f"{label}: " + ", ".join(
+                    f"{r.trial_id} ({r.method} seed {r.config.seed}, epoch {r.last_epoch})" for r in recs))
+        lines.append(f"{task}, in no median: " + "; ".join(parts))
+    return lines
+
+
+@dataclass(frozen=True)
+class SweepResults:
+    """What a sweep found, computed once by :func:`sweep_results` for every place that shows it."""
+
+    summaries: list[GroupSummary]
+    comparisons: SweepComparisons
+    rows: list[dict[str, Any]]  # :func:`method_table`
+    left_out: list[str]  # :func:`left_out_lines`
+
+    def table_markdown(self) -> str:
+        """The task x method table, then which trials it leaves out (the end-of-run table)."""
+        budgets = sorted({r["budget_epochs"] for r in self.rows})
+        note = (f"Medians and differences over the seeds that ran the full budget "
+                f"({'/'.join(map(str, budgets))} epochs).") if budgets else ""
+        return table_markdown(self.rows) + "".join(f"{line}\n" for line in [note, *self.left_out] if line)
+
+    def description(self) -> str:
+        """The table, then every paired comparison with its verdict and the note on selection bias
+        (the parent run's description and ``report``)."""
+        return self.table_markdown() + "\n" + comparisons_markdown(self.comparisons)
+
+    def csv(self) -> str:
+        return table_csv(self.rows)
+
+
+def sweep_results(records: Iterable[TrialRecord], compare: Sequence[str] | None = None) -> SweepResults:
+    """The one computation behind every table of a sweep (see the module's docstring); ``compare``:
+    two configuration labels to compare as well."""
+    records = list(records)
+    summaries = summarise_groups(records)
     comparisons = compare_sweep(summaries, compare=compare)
-    return table_markdown(method_table(summaries)) + "\n" + comparisons_markdown(comparisons)
+    return SweepResults(summaries, comparisons, method_table(summaries, comparisons), left_out_lines(records))
 
 
 def _difference(row: dict[str, Any]) -> str:

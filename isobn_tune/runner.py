@@ -30,13 +30,7 @@ from ray import tune
 from ray.exceptions import RayError
 from ray.tune.schedulers import FIFOScheduler, PopulationBasedTraining
 
-from isobn_tune.aggregate import (
-    TrialRecord,
-    method_table,
-    record_from_result,
-    summarise_groups,
-    table_markdown,
-)
+from isobn_tune.aggregate import TrialRecord, record_from_result, sweep_results
 from isobn_tune.batches import TaskData
 from isobn_tune.checkpoint_thinning import ThinFinishedTrials
 from isobn_tune.console import captured_output, say
@@ -81,7 +75,7 @@ from isobn_tune.sweep_dir import (
     write_manifest,
 )
 from isobn_tune.tasks import get_task
-from isobn_tune.tracking import SweepTracker
+from isobn_tune.tracking import SweepTracker, result_rows
 from isobn_tune.tracking_sync import finish_tracking, sync_sweep
 from isobn_tune.trainable import fine_tune_trial
 from isobn_tune.tune_snapshots import wait_for_upload_before_snapshot
@@ -230,7 +224,7 @@ def extend_sweep(
             }
             how = f"space file {space_file}" if space_file else f"top {top} at seeds {list(seeds)}"
             if not any(trials.values()):
-                tracker.finish([r for task_records in records.values() for r in task_records])
+                tracker.finish()
                 raise UserError(f"nothing to add to {sweep_dir.root}: the sweep has run every trial of the "
                                 f"{how} already")
             entry = extension_entry(manifest, trials, how)
@@ -313,7 +307,9 @@ def _run_experiments(space: SweepSpace, sweep_dir: SweepDir, manifest: dict[str,
         grid = tuner.fit()
         task_records = records.setdefault(experiment.task, [])
         task_records += [
-            record_from_result(_trial_id(r), _trial_config(r), r.metrics, r.error is not None) for r in grid
+            record_from_result(_trial_id(r), _trial_config(r), r.metrics, r.error is not None,
+                               result_rows(r.filesystem, r.path) if r.path else ())
+            for r in grid
         ]
         if only is None and last_of_task[experiment.task] == experiment:
             tracker.log_task_summary(experiment.task, task_records)
@@ -322,12 +318,13 @@ def _run_experiments(space: SweepSpace, sweep_dir: SweepDir, manifest: dict[str,
 
 def _finish(sweep_dir: SweepDir, tracker: SweepTracker, records: dict[str, list[TrialRecord]]
             ) -> SweepOutcome:
-    """The sweep's table on the parent run and the console; the parent run ends."""
+    """The sweep's table on the parent run and the console, as ``isobn-tune report`` computes it
+    from the trials' child runs; from Tune's results while MLflow is unreachable. The parent run
+    ends."""
     every = [r for task_records in records.values() for r in task_records]
-    rows = method_table(summarise_groups(every))
-    finish_tracking(tracker, sweep_dir, every)
-    if rows:
-        say(table_markdown(rows))
+    results = finish_tracking(tracker, sweep_dir) or sweep_results(every)
+    if results.rows or results.left_out:
+        say(results.table_markdown())
     outcome = SweepOutcome(sweep_dir, every, tracker.parent_run_id)
     if outcome.errored:
         say(f"{len(outcome.errored)} trial(s) errored; retry them with "

@@ -11,7 +11,7 @@ import json
 import math
 import tempfile
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,16 +22,14 @@ from ray.tune.experiment import Trial
 from ray.tune.result import AUTO_RESULT_KEYS, EXPR_RESULT_FILE
 
 from isobn_tune.aggregate import (
+    SweepResults,
     TrialRecord,
     best_groups,
     config_group,
-    method_table,
     record_from_result,
     run_label,
     summarise_groups,
-    sweep_description,
-    table_csv,
-    table_markdown,
+    sweep_results,
 )
 from isobn_tune.checkpoint_layout import ISOTROPY_FILE
 from isobn_tune.comparisons import points
@@ -85,7 +83,7 @@ from isobn_tune.mlflow_names import (
     race_artifact,
     trial_configs_artifact,
 )
-from isobn_tune.mlflow_runs import epoch_metrics, find_child
+from isobn_tune.mlflow_runs import epoch_metrics, find_child, records_from_mlflow
 from isobn_tune.recipe import TrialConfig
 from isobn_tune.redaction import redact, redact_mapping, redact_text
 from isobn_tune.space import SweepSpace, trial_count
@@ -206,25 +204,28 @@ class SweepTracker:
         configs = [r.config.to_dict() | {"trial_id": r.trial_id, "status": r.status} for r in records]
         _log_json(client, self.parent_run_id, configs, trial_configs_artifact(task))
 
-    def finish(self, records: Iterable[TrialRecord]) -> bool:
-        """:meth:`write_finish`, unless MLflow is unreachable; whether it was logged."""
-        return self.outage.attempt(self.write_finish, records)
+    def finish(self) -> SweepResults | None:
+        """:meth:`write_finish`, unless MLflow is unreachable (then None)."""
+        logged: list[SweepResults] = []
+        self.outage.attempt(lambda: logged.append(self.write_finish()))
+        return logged[0] if logged else None
 
-    def write_finish(self, records: Iterable[TrialRecord]) -> None:
+    def write_finish(self) -> SweepResults:
         """The task x method table with the paired comparisons as CSV and Markdown artifacts and as
-        the parent run's description (its page shows it); the parent run ends."""
-        records = [_redacted(r) for r in records]
-        summaries = summarise_groups(records)
-        rows = method_table(summaries)
+        the parent run's description (its page shows it); the parent run ends. Computed from the
+        trials as their child runs hold them, as ``isobn-tune report`` computes it, and returned
+        (the end-of-run table)."""
         client, run_id = self.client, self.parent_run_id
-        client.log_text(run_id, table_csv(rows), TABLE_CSV_ARTIFACT)
-        client.log_text(run_id, table_markdown(rows), TABLE_MD_ARTIFACT)
-        client.set_tag(run_id, NOTE_TAG, sweep_description(summaries))
+        records = records_from_mlflow(self.tracking_uri, run_id)
+        results = sweep_results(records)
+        client.log_text(run_id, results.csv(), TABLE_CSV_ARTIFACT)
+        client.log_text(run_id, results.table_markdown(), TABLE_MD_ARTIFACT)
+        client.set_tag(run_id, NOTE_TAG, results.description())
         self._log_figures(records)
         errored = any(r.status == "errored" for r in records)
         client.set_tag(run_id, STATUS_TAG, SWEEP_ERRORED if errored else "finished")
         client.set_terminated(run_id, "FINISHED")
-
+        return results
 
     def _log_figures(self, records: list[TrialRecord]) -> None:
         """Seed scores, learning curves and budget curves per task, as PNG with their CSV data."""
