@@ -214,12 +214,17 @@ def method_table(summaries: Iterable[GroupSummary], comparisons: SweepComparison
     difference, interval, P(A > B), pairs, verdict)."""
     summaries = list(summaries)
     comparisons = comparisons or compare_sweep(summaries)
+    best = best_by_method(summaries)
     rows = []
-    for (task, method), s in sorted(best_by_method(summaries).items()):
+    budgets = {(s.task, s.method): s.trials[0].config.max_epochs for s in summaries}
+    for (task, method), budget in sorted(budgets.items()):
+        s = best.get((task, method))  # None: no configuration of the method ran the full budget
         vs = comparisons.best_vs_baseline(task, method)
-        rows.append({"task": task, "method": method, "median": s.median, "std": s.std, "seeds": len(s.values),
-                     "budget_epochs": s.trials[0].config.max_epochs, "config": s.group,
-                     **{k: getattr(vs, k) if vs else None for k in CSV_COLUMNS}})
+        rows.append({
+            "task": task, "method": method, "median": s.median if s else None, "std": s.std if s else None,
+            "seeds": len(s.values) if s else 0, "budget_epochs": budget, "config": s.group if s else None,
+            **{k: getattr(vs, k) if vs else None for k in CSV_COLUMNS},
+        })
     return rows
 
 
@@ -254,7 +259,8 @@ def table_markdown(rows: list[dict[str, Any]]) -> str:
         cells = [task]
         for m in methods:
             r = cell.get((task, m))
-            cells.append(f"{100 * r['median']:.2f} ± {100 * r['std']:.2f} (n={r['seeds']})" if r else "–")
+            shown = r and r["seeds"]
+            cells.append(f"{100 * r['median']:.2f} ± {100 * r['std']:.2f} (n={r['seeds']})" if shown else "–")
         for m in compared:
             r = cell.get((task, m))
             cells.append(_difference(r) if r and r["verdict"] else "–")

@@ -52,8 +52,8 @@ def test_a_true_gain_of_two_points_is_called_and_a_null_one_is_not() -> None:
 def test_the_method_table_and_its_csv_carry_the_comparison_with_the_baseline() -> None:
     rows = method_table(summarise_groups(records(EFFECTS)))
     parsed = list(csv.DictReader(io.StringIO(table_csv(rows))))
-    assert list(parsed[0]) == ["task", "method", "median", "std", "seeds", "budget_epochs", "config", "diff_median",
-                               "ci95_low", "ci95_high", "p_improve", "n_pairs", "verdict"]
+    assert list(parsed[0]) == ["task", "method", "median", "std", "seeds", "budget_epochs", "config",
+                               "diff_median", "ci95_low", "ci95_high", "p_improve", "n_pairs", "verdict"]
     for row in parsed:
         if row["method"] == "isobn":
             assert row["verdict"] == A_BETTER and row["n_pairs"] == "5"

@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 import requests
-from helpers import TINY_MODEL, kill_session, run_cli, session_pids
+from helpers import TINY_MODEL, error_lines, kill_session, run_cli, session_pids
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
@@ -153,12 +153,9 @@ def test_a_failing_trial_is_named_on_the_console_with_its_error_and_traceback(
     assert [r.status for r in outcome.records] == ["errored"]
     out = capsys.readouterr()
     lines = out.out.splitlines()
-    (message,) = [line for line in lines if " errored: " in line]
-    match = re.fullmatch(r"trial (\w+) errored: (.+) \(full traceback: (\S+)\)", message)
-    assert match, message
-    trial_id, reason, traceback_file = match.groups()
+    ((trial_id, (reason, traceback_file)),) = error_lines(out.out).items()
     assert reason.startswith("ValueError: ") and "attention heads (3)" in reason
-    assert Path(traceback_file).is_file() and trial_id in traceback_file
+    assert traceback_file.is_file() and trial_id in str(traceback_file)
     assert "Traceback" not in out.out + out.err and len(lines) <= MAX_CONSOLE_LINES
     sweep = tmp_path / "results" / "fails"
     assert f"1 trial(s) errored; retry them with `isobn-tune resume {sweep} --retry-errored`" in lines

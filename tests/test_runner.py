@@ -25,6 +25,7 @@ import yaml
 from helpers import (
     TINY_MODEL,
     cli,
+    error_lines,
     experiment_state,
     poll,
     run_cli,
@@ -34,6 +35,7 @@ from helpers import (
     trial_results,
 )
 from mlflow.tracking import MlflowClient
+from ray import tune
 from ray.tune.experiment import Trial
 from ray.tune.search.optuna import OptunaSearch
 
@@ -42,7 +44,7 @@ from isobn_tune.aggregate import TrialRecord
 from isobn_tune.batches import TaskData
 from isobn_tune.checkpoint_layout import BEST_MODEL_FILE, ISOTROPY_FILE
 from isobn_tune.cli import main
-from isobn_tune.errored_trials import ERRORED_FILE
+from isobn_tune.errored_trials import ERRORED_FILE, ErroredTrialRecorder
 from isobn_tune.errors import UserError
 from isobn_tune.metrics import BEST_OBJECTIVE
 from isobn_tune.mlflow_names import (
@@ -225,7 +227,13 @@ def test_report_prints_the_median_table_of_the_sweep(
     assert main(["report", str(asha_sweep.root)]) == 0
     table = capsys.readouterr().out.splitlines()
     assert table[0] == "| task | isobn | none | isobn − none [95% CI]: verdict |"
-    assert table[2].startswith("| stsb |") and table[2].count("(n=3)") == 2
+    cells = table[2].split(" | ")
+    assert cells[0] == "| stsb"
+    for method, cell in zip(("isobn", "none"), cells[1:3], strict=True):  # no stopped trial in a median
+        finished = sum(r.status == "finished" and r.method == method for r in asha_sweep.outcome.records)
+        assert cell.endswith(f"(n={finished})") if finished else cell == "–"
+    report = "\n".join(table).split("\n\n")[0] + "\n"  # the table and the trials it leaves out
+    assert report in asha_sweep.stdout  # the end-of-run table is report's
     assert table[2].endswith(("A better |", "B better |", "not distinguishable from seed noise |"))
 
 
@@ -522,7 +530,8 @@ def test_a_trial_whose_worker_is_killed_on_every_attempt_stays_errored(
     """Seed 1's worker is SIGKILLed at epoch 2 on both attempts (the hook reaches workers only
     through the environment Ray starts with, so `run` is a subprocess); Ray 2.60 saves that trial
     as unfinished, yet resume (without the hook) leaves it errored, failed in MLflow with the
-    reason; only --retry-errored finishes it."""
+    reason; only --retry-errored finishes it. The console names it with its cause on the run and
+    on the resume, and the end-of-run table is `report`'s, with the trial named, not in the median."""
     space_file = write_space(grid={"cls_norm": ["none"], "seeds": [1, 2]}, run={"max_failures": 1})
     root = tmp_path / "results" / "killed"
     run = run_cli("run", str(space_file), "--name", "killed", env=os.environ | {KILL_AT_ENV: "1@2"})
@@ -535,9 +544,18 @@ def test_a_trial_whose_worker_is_killed_on_every_attempt_stays_errored(
     recorded = json.loads((root / ERRORED_FILE).read_text())
     assert list(recorded) == ["rte"] and list(recorded["rte"]) == [killed]
     assert "worker process has died" in recorded["rte"][killed]
+    ((trial_id, (reason, traceback_file)),) = error_lines(run.stdout).items()
+    assert trial_id == killed and reason == recorded["rte"][killed] and traceback_file.is_file()
+
+    report = run_cli("report", str(root))
+    assert report.returncode == 0, report.stderr
+    table = report.stdout.split("\n\n")[0] + "\n"  # the table and the trials it leaves out
+    assert table in run.stdout
+    assert "(n=1)" in table and f"errored: {killed} (none seed 1, epoch 1)" in table
 
     assert main(["resume", str(root)]) == 1
-    assert "1 trial(s) errored" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "1 trial(s) errored" in out and list(error_lines(out)) == [killed]
     state = experiment_state(task_dir)
     assert {t: s["status"] for t, s in state.items()} == {
         t: "ERROR" if t == killed else "TERMINATED" for t in seeds}
@@ -553,6 +571,33 @@ def test_a_trial_whose_worker_is_killed_on_every_attempt_stays_errored(
     run_of = runs_by_trial(manifest["tracking_uri"], manifest["parent_run_id"])[killed]
     assert (run_of.info.status, run_of.data.tags[STATUS_TAG]) == ("FINISHED", "finished")
     assert json.loads((root / ERRORED_FILE).read_text()) == {}
+
+
+class NoReset(tune.Trainable):
+    """A trainable whose actor Tune cannot reuse (``reset_config`` is not implemented)."""
+
+    def step(self) -> dict[str, Any]:
+        return {"epoch": self.iteration + 1, "done": True}
+
+
+def test_a_trial_that_errors_when_tune_reuses_an_actor_is_named_and_recorded(
+    ray_session: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Tune errors the second trial when the first one's actor fails to reset, without calling
+    ``on_trial_error`` (the path that lost a paused trial of a group sweep): the console names
+    it with its cause and traceback file, and the sweep's record of errored trials holds it."""
+    tuner = tune.Tuner(
+        NoReset, param_space={"x": tune.grid_search([1, 2])},
+        tune_config=tune.TuneConfig(reuse_actors=True, max_concurrent_trials=1),
+        run_config=tune.RunConfig(name="reuse", storage_path=str(tmp_path), verbose=0,
+                                  callbacks=[ErroredTrialRecorder(), ProgressLine("reuse", total=2)]),
+    )
+    grid = tuner.fit()
+    errored = [Path(r.path).name for r in grid if r.error is not None]
+    assert len(errored) == 1
+    ((trial_id, (reason, traceback_file)),) = error_lines(capsys.readouterr().out).items()
+    assert trial_id in errored[0] and "reset_config()" in reason and traceback_file.is_file()
+    assert list(json.loads((tmp_path / ERRORED_FILE).read_text())["reuse"]) == [trial_id]
 
 
 # ----- one-line errors of run / resume ------------------------------------------------------------
