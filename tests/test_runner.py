@@ -573,19 +573,25 @@ def test_a_trial_whose_worker_is_killed_on_every_attempt_stays_errored(
     assert json.loads((root / ERRORED_FILE).read_text()) == {}
 
 
-class NoReset(tune.Trainable):
-    """A trainable whose actor Tune cannot reuse (``reset_config`` is not implemented)."""
-
-    def step(self) -> dict[str, Any]:
-        return {"epoch": self.iteration + 1, "done": True}
-
-
 def test_a_trial_that_errors_when_tune_reuses_an_actor_is_named_and_recorded(
     ray_session: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str],
 ) -> None:
     """Tune errors the second trial when the first one's actor fails to reset, without calling
     ``on_trial_error`` (the path that lost a paused trial of a group sweep): the console names
     it with its cause and traceback file, and the sweep's record of errored trials holds it."""
+
+    class NoReset(tune.Trainable):  # defined here: the workers get it by value (tests/ is no package)
+        """A trainable whose actor Tune cannot reuse (``reset_config`` is not implemented)."""
+
+        def step(self) -> dict[str, Any]:
+            return {"epoch": self.iteration + 1, "done": True}
+
+        def save_checkpoint(self, checkpoint_dir: str) -> None:
+            return None
+
+        def load_checkpoint(self, checkpoint: Any) -> None:
+            return None
+
     tuner = tune.Tuner(
         NoReset, param_space={"x": tune.grid_search([1, 2])},
         tune_config=tune.TuneConfig(reuse_actors=True, max_concurrent_trials=1),
