@@ -29,7 +29,7 @@ from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
 from isobn_tune import sample_glue
-from isobn_tune.mlflow_names import FIGURES_ARTIFACT_DIR
+from isobn_tune.mlflow_names import FIGURES_ARTIFACT_DIR, STATUS_TAG, TRIAL_TAG
 from isobn_tune.mlflow_runs import child_runs
 from isobn_tune.runner import run_sweep
 
@@ -119,6 +119,27 @@ def test_quickstart_runs_from_a_clone_with_no_data_folder_and_no_network(quickst
 
 def test_the_console_shows_a_summary_in_a_pipe(quickstart: Quickstart) -> None:
     assert_a_short_useful_console(quickstart)
+
+
+def test_no_early_stopped_score_is_in_a_median(quickstart: Quickstart) -> None:
+    """ASHA stops trials after epoch 1: the table's n counts only trials that ran both epochs, and
+    each stopped one is named under it with its epoch."""
+    manifest = json.loads((quickstart.sweep_root / "sweep.json").read_text())
+    client = MlflowClient(manifest["tracking_uri"])
+    children = child_runs(client, client.get_run(manifest["parent_run_id"]).info.experiment_id,
+                          manifest["parent_run_id"])
+    status = {run.data.tags[TRIAL_TAG]: run.data.tags[STATUS_TAG] for run in children}
+    lines = quickstart.lines
+    header = lines.index("| task | isobn | none | isobn − none [95% CI]: verdict |")
+    cells = lines[header + 2].split(" | ")
+    for method, cell in zip(("isobn", "none"), cells[1:3], strict=True):
+        finished = [r for r in children if r.data.params["cls_norm"] == method
+                    and status[r.data.tags[TRIAL_TAG]] == "finished"]
+        assert cell.endswith(f"(n={len(finished)})") if finished else cell == "–"
+    stopped = [trial_id for trial_id, s in status.items() if s == "stopped"]
+    assert stopped  # ASHA at its first rung
+    left_out = next(line for line in lines if line.startswith("stsb, in no median: "))
+    assert all(f"{trial_id} (" in left_out and "epoch 1)" in left_out for trial_id in stopped)
 
 
 def test_everything_else_goes_to_the_sweep_log(quickstart: Quickstart) -> None:
