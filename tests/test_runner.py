@@ -545,7 +545,7 @@ def test_a_trial_whose_worker_is_killed_on_every_attempt_stays_errored(
     assert list(recorded) == ["rte"] and list(recorded["rte"]) == [killed]
     assert "worker process has died" in recorded["rte"][killed]
     ((trial_id, (reason, traceback_file)),) = error_lines(run.stdout).items()
-    assert trial_id == killed and reason == recorded["rte"][killed] and traceback_file.is_file()
+    assert trial_id == killed and "worker process has died" in reason and traceback_file.is_file()
 
     report = run_cli("report", str(root))
     assert report.returncode == 0, report.stderr
