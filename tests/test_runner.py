@@ -35,7 +35,6 @@ from helpers import (
     trial_results,
 )
 from mlflow.tracking import MlflowClient
-from ray import tune
 from ray.tune.experiment import Trial
 from ray.tune.search.optuna import OptunaSearch
 
@@ -44,7 +43,7 @@ from isobn_tune.aggregate import TrialRecord
 from isobn_tune.batches import TaskData
 from isobn_tune.checkpoint_layout import BEST_MODEL_FILE, ISOTROPY_FILE
 from isobn_tune.cli import main
-from isobn_tune.errored_trials import ERRORED_FILE, ErroredTrialRecorder
+from isobn_tune.errored_trials import ERRORED_FILE
 from isobn_tune.errors import UserError
 from isobn_tune.metrics import BEST_OBJECTIVE
 from isobn_tune.mlflow_names import (
@@ -571,39 +570,6 @@ def test_a_trial_whose_worker_is_killed_on_every_attempt_stays_errored(
     run_of = runs_by_trial(manifest["tracking_uri"], manifest["parent_run_id"])[killed]
     assert (run_of.info.status, run_of.data.tags[STATUS_TAG]) == ("FINISHED", "finished")
     assert json.loads((root / ERRORED_FILE).read_text()) == {}
-
-
-def test_a_trial_that_errors_when_tune_reuses_an_actor_is_named_and_recorded(
-    ray_session: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str],
-) -> None:
-    """Tune errors the second trial when the first one's actor fails to reset, without calling
-    ``on_trial_error`` (the path that lost a paused trial of a group sweep): the console names
-    it with its cause and traceback file, and the sweep's record of errored trials holds it."""
-
-    class NoReset(tune.Trainable):  # defined here: the workers get it by value (tests/ is no package)
-        """A trainable whose actor Tune cannot reuse (``reset_config`` is not implemented)."""
-
-        def step(self) -> dict[str, Any]:
-            return {"epoch": self.iteration + 1, "done": True}
-
-        def save_checkpoint(self, checkpoint_dir: str) -> None:
-            return None
-
-        def load_checkpoint(self, checkpoint: Any) -> None:
-            return None
-
-    tuner = tune.Tuner(
-        NoReset, param_space={"x": tune.grid_search([1, 2])},
-        tune_config=tune.TuneConfig(reuse_actors=True, max_concurrent_trials=1),
-        run_config=tune.RunConfig(name="reuse", storage_path=str(tmp_path), verbose=0,
-                                  callbacks=[ErroredTrialRecorder(), ProgressLine("reuse", total=2)]),
-    )
-    grid = tuner.fit()
-    errored = [Path(r.path).name for r in grid if r.error is not None]
-    assert len(errored) == 1
-    ((trial_id, (reason, traceback_file)),) = error_lines(capsys.readouterr().out).items()
-    assert trial_id in errored[0] and "reset_config()" in reason and traceback_file.is_file()
-    assert list(json.loads((tmp_path / ERRORED_FILE).read_text())["reuse"]) == [trial_id]
 
 
 # ----- one-line errors of run / resume ------------------------------------------------------------
