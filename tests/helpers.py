@@ -435,7 +435,7 @@ def error_lines(console_text: str) -> dict[str, tuple[str, Path]]:
     a trial named twice fails."""
     found: dict[str, tuple[str, Path]] = {}
     for line in console_text.splitlines():
-        if " errored: " in line:
+        if line.startswith("trial ") and " errored: " in line:
             match = ERROR_LINE.fullmatch(line)
             assert match, line
             trial_id, reason, path = match.groups()
