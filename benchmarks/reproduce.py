@@ -23,7 +23,7 @@ from pathlib import Path
 
 from isotropy import gather, table
 
-from isobn_tune.results.aggregate import summarise_groups, sweep_description
+from isobn_tune.results.tables import sweep_results
 from isobn_tune.runner import run_sweep
 from isobn_tune.tracking.readback import records_from_mlflow, sweep_run
 
@@ -50,7 +50,7 @@ def main() -> None:
     tracking_uri, parent_run_id = sweep_run(sweep)
     records = records_from_mlflow(tracking_uri, parent_run_id)
     print(f"sweep {sweep}, MLflow run {parent_run_id}: {len(records)} trials")
-    print(sweep_description(summarise_groups(records)))
+    print(sweep_results(records).description())
     print("How much IsoBN acted and the [CLS] isotropy, at each trial's best epoch (median over seeds):")
     print(table(gather(tracking_uri, parent_run_id, every_configuration=True)))
 

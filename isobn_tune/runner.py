@@ -37,13 +37,8 @@ from isobn_tune.data.tasks import get_task
 from isobn_tune.data.tokenization import default_cache_dir, tokenize_task
 from isobn_tune.errors import UserError
 from isobn_tune.redaction import redact_uri
-from isobn_tune.results.aggregate import (
-    TrialRecord,
-    method_table,
-    record_from_result,
-    summarise_groups,
-    table_markdown,
-)
+from isobn_tune.results.aggregate import TrialRecord, record_from_result
+from isobn_tune.results.tables import sweep_results
 from isobn_tune.space import SweepSpace, effective_space_text, load_space, trial_count, trials_per_task
 from isobn_tune.sweep.checkpoint_thinning import ThinFinishedTrials
 from isobn_tune.sweep.directory import (
@@ -82,7 +77,7 @@ from isobn_tune.sweep.search import (
 )
 from isobn_tune.sweep.trainable import fine_tune_trial
 from isobn_tune.sweep.tune_snapshots import wait_for_upload_before_snapshot
-from isobn_tune.tracking.logger import SweepTracker
+from isobn_tune.tracking.logger import SweepTracker, result_rows
 from isobn_tune.tracking.sync import finish_tracking, sync_sweep
 from isobn_tune.train.model import load_tokenizer
 
@@ -230,7 +225,7 @@ def extend_sweep(
             }
             how = f"space file {space_file}" if space_file else f"top {top} at seeds {list(seeds)}"
             if not any(trials.values()):
-                tracker.finish([r for task_records in records.values() for r in task_records])
+                tracker.finish()
                 raise UserError(f"nothing to add to {sweep_dir.root}: the sweep has run every trial of the "
                                 f"{how} already")
             entry = extension_entry(manifest, trials, how)
@@ -313,7 +308,9 @@ def _run_experiments(space: SweepSpace, sweep_dir: SweepDir, manifest: dict[str,
         grid = tuner.fit()
         task_records = records.setdefault(experiment.task, [])
         task_records += [
-            record_from_result(_trial_id(r), _trial_config(r), r.metrics, r.error is not None) for r in grid
+            record_from_result(_trial_id(r), _trial_config(r), r.metrics, r.error is not None,
+                               result_rows(r.filesystem, r.path) if r.path else ())
+            for r in grid
         ]
         if only is None and last_of_task[experiment.task] == experiment:
             tracker.log_task_summary(experiment.task, task_records)
@@ -322,12 +319,13 @@ def _run_experiments(space: SweepSpace, sweep_dir: SweepDir, manifest: dict[str,
 
 def _finish(sweep_dir: SweepDir, tracker: SweepTracker, records: dict[str, list[TrialRecord]]
             ) -> SweepOutcome:
-    """The sweep's table on the parent run and the console; the parent run ends."""
+    """The sweep's table on the parent run and the console, as ``isobn-tune report`` computes it
+    from the trials' child runs; from Tune's results while MLflow is unreachable. The parent run
+    ends."""
     every = [r for task_records in records.values() for r in task_records]
-    rows = method_table(summarise_groups(every))
-    finish_tracking(tracker, sweep_dir, every)
-    if rows:
-        say(table_markdown(rows))
+    results = finish_tracking(tracker, sweep_dir) or sweep_results(every)
+    if results.rows or results.left_out:
+        say(results.table_markdown())
     outcome = SweepOutcome(sweep_dir, every, tracker.parent_run_id)
     if outcome.errored:
         say(f"{len(outcome.errored)} trial(s) errored; retry them with "

@@ -8,6 +8,7 @@ import copy
 import json
 import os
 import pickle
+import re
 import secrets
 import shutil
 import signal
@@ -426,3 +427,21 @@ def _answers(url: str) -> bool:
     except requests.RequestException:
         return False
     return True
+
+
+ERROR_LINE = re.compile(r"trial (\w+) errored: (.+) \(full traceback: (\S+)\)")
+
+
+def error_lines(console_text: str) -> dict[str, tuple[str, Path]]:
+    """The console's line for each errored trial: trial id -> (its cause, the traceback file);
+    a trial named twice fails."""
+    found: dict[str, tuple[str, Path]] = {}
+    for line in console_text.splitlines():
+        if line.startswith("trial ") and " errored: " in line:
+            match = ERROR_LINE.fullmatch(line)
+            assert match, line
+            trial_id, reason, path = match.groups()
+            assert trial_id not in found, f"trial {trial_id} named twice"
+            found[trial_id] = (reason, Path(path))
+    return found
+

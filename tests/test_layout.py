@@ -11,7 +11,9 @@ import isobn_tune
 PACKAGE = Path(isobn_tune.__file__).parent
 
 # The pipeline, first to last; a module may import from its own stage and the ones before it.
-STAGES = ("basics", "data", "train", "results", "schedulers", "space", "sweep", "tracking", "serving", "entry")
+STAGES = (
+    "basics", "data", "train", "results", "schedulers", "space", "sweep", "tracking", "serving", "entry",
+)
 BASICS = {"errors", "strict", "console", "redaction"}
 ENTRY = {"__init__", "cli", "runner"}
 MAX_TOP_LEVEL_MODULES = 10

@@ -24,13 +24,13 @@ from typing import Any
 
 import pytest
 import requests
-from helpers import REPO_ROOT, TINY_MODEL, kill_session, run_cli, session_pids
+from helpers import REPO_ROOT, TINY_MODEL, error_lines, kill_session, run_cli, session_pids
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
 from isobn_tune.data import sample_glue
 from isobn_tune.runner import run_sweep
-from isobn_tune.tracking.names import FIGURES_ARTIFACT_DIR, UI_WORKFLOW_QUERY
+from isobn_tune.tracking.names import FIGURES_ARTIFACT_DIR, STATUS_TAG, TRIAL_TAG, UI_WORKFLOW_QUERY
 from isobn_tune.tracking.readback import child_runs
 
 QUICKSTART = "search_spaces/quickstart.yaml"
@@ -120,6 +120,27 @@ def test_the_console_shows_a_summary_in_a_pipe(quickstart: Quickstart) -> None:
     assert_a_short_useful_console(quickstart)
 
 
+def test_no_early_stopped_score_is_in_a_median(quickstart: Quickstart) -> None:
+    """ASHA stops trials after epoch 1: the table's n counts only trials that ran both epochs, and
+    each stopped one is named under it with its epoch."""
+    manifest = json.loads((quickstart.sweep_root / "sweep.json").read_text())
+    client = MlflowClient(manifest["tracking_uri"])
+    children = child_runs(client, client.get_run(manifest["parent_run_id"]).info.experiment_id,
+                          manifest["parent_run_id"])
+    status = {run.data.tags[TRIAL_TAG]: run.data.tags[STATUS_TAG] for run in children}
+    lines = quickstart.lines
+    header = lines.index("| task | isobn | none | isobn − none [95% CI]: verdict |")
+    cells = lines[header + 2].split(" | ")
+    for method, cell in zip(("isobn", "none"), cells[1:3], strict=True):
+        finished = [r for r in children if r.data.params["cls_norm"] == method
+                    and status[r.data.tags[TRIAL_TAG]] == "finished"]
+        assert cell.endswith(f"(n={len(finished)})") if finished else cell == "–"
+    stopped = [trial_id for trial_id, s in status.items() if s == "stopped"]
+    assert stopped  # ASHA at its first rung
+    left_out = next(line for line in lines if line.startswith("stsb, in no median: "))
+    assert all(f"{trial_id} (" in left_out and "epoch 1)" in left_out for trial_id in stopped)
+
+
 def test_everything_else_goes_to_the_sweep_log(quickstart: Quickstart) -> None:
     log = (quickstart.sweep_root / "sweep.log").read_text()
     assert "(fine_tune_trial pid=" in log  # the trials' own output, forwarded by Ray
@@ -152,12 +173,9 @@ def test_a_failing_trial_is_named_on_the_console_with_its_error_and_traceback(
     assert [r.status for r in outcome.records] == ["errored"]
     out = capsys.readouterr()
     lines = out.out.splitlines()
-    (message,) = [line for line in lines if " errored: " in line]
-    match = re.fullmatch(r"trial (\w+) errored: (.+) \(full traceback: (\S+)\)", message)
-    assert match, message
-    trial_id, reason, traceback_file = match.groups()
+    ((trial_id, (reason, traceback_file)),) = error_lines(out.out).items()
     assert reason.startswith("ValueError: ") and "attention heads (3)" in reason
-    assert Path(traceback_file).is_file() and trial_id in traceback_file
+    assert traceback_file.is_file() and trial_id in str(traceback_file)
     assert "Traceback" not in out.out + out.err and len(lines) <= MAX_CONSOLE_LINES
     sweep = tmp_path / "results" / "fails"
     assert f"1 trial(s) errored; retry them with `isobn-tune resume {sweep} --retry-errored`" in lines

@@ -30,7 +30,9 @@ START_LOCAL_RAY = (
     "print(ray.get_runtime_context().gcs_address, flush=True)\n"
     "sys.stdin.read()\n"
 )
-CHECK_ADDRESS = "import sys\nfrom isobn_tune.sweep.preflight import check_address\ncheck_address(sys.argv[1])\n"
+CHECK_ADDRESS = (
+    "import sys\nfrom isobn_tune.sweep.preflight import check_address\ncheck_address(sys.argv[1])\n"
+)
 RAY_CORE = ("gcs_server", "raylet", "driver")  # and ray::* processes: workers and agents
 
 

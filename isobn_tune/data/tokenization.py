@@ -1,4 +1,5 @@
-"""Tokenisation of GLUE splits into :class:`~isobn_tune.data.batches.TokenizedSplit` arrays, cached on disk."""
+"""Tokenisation of GLUE splits into :class:`~isobn_tune.data.batches.TokenizedSplit` arrays, cached
+on disk."""
 
 from __future__ import annotations
 

@@ -1,18 +1,19 @@
-"""Seed statistics: the median and std over seeds of each configuration's best dev metric, and
-the paper-style table (task x method, median ± std)."""
+"""Seed statistics: what a sweep learned from each trial (its record) and the median and std over
+seeds of each configuration's best dev metric.
+
+Budget-matched: a median holds only trials that ran the full budget (status finished); a trial a
+scheduler stopped early, an errored or a running one enters no median (:mod:`.tables` lists it with
+the epoch it reached)."""
 
 from __future__ import annotations
 
-import csv
-import io
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from isobn_tune.results.comparisons import BASELINE, CSV_COLUMNS, compare_sweep, comparisons_markdown, points
 from isobn_tune.results.groups import group_key
 from isobn_tune.train.cls_norm import PARAM_FIELDS, params_of
 from isobn_tune.train.metrics import BEST_OBJECTIVE
@@ -30,6 +31,21 @@ class TrialRecord:
     best_objective: float | None
     last_epoch: int
     status: str  # one of STATUSES
+    # (epoch, best dev metric up to that epoch) for each epoch the trial reported
+    history: tuple[tuple[int, float], ...] = ()
+
+    @property
+    def reached(self) -> int:
+        """The epochs it counts as having trained: a finished trial (all epochs, or its patience
+        ran out) the full budget, any other the last epoch it reported."""
+        return self.config.max_epochs if self.status == "finished" else self.last_epoch
+
+    def score_at(self, epoch: int) -> float | None:
+        """The best dev metric up to ``epoch`` (a finished trial keeps its final one after its last
+        epoch); None if the trial did not report that epoch."""
+        if self.status == "finished" and epoch >= self.last_epoch:
+            return self.best_objective
+        return dict(self.history).get(epoch)
 
     @property
     def group(self) -> str:
@@ -91,7 +107,8 @@ def trial_status(cfg: TrialConfig, metrics: Mapping[str, Any], errored: bool) ->
 
 
 def record_from_result(trial_id: str, config: Mapping[str, Any], metrics: Mapping[str, Any] | None,
-                       errored: bool) -> TrialRecord:
+                       errored: bool, rows: Iterable[Mapping[str, Any]] = ()) -> TrialRecord:
+    """A trial's record from its last result; ``rows``: every result it reported (its history)."""
     cfg = TrialConfig.from_dict(dict(config))
     metrics = metrics or {}
     best = metrics.get(BEST_OBJECTIVE)
@@ -101,7 +118,15 @@ def record_from_result(trial_id: str, config: Mapping[str, Any], metrics: Mappin
         best_objective=float(best) if best is not None else None,
         last_epoch=int(metrics.get("epoch", 0)),
         status=trial_status(cfg, metrics, errored),
+        history=best_history((int(r["epoch"]), r[BEST_OBJECTIVE]) for r in rows
+                             if "epoch" in r and BEST_OBJECTIVE in r),
     )
+
+
+def best_history(points: Iterable[tuple[int, float]]) -> tuple[tuple[int, float], ...]:
+    """(epoch, value) in epoch order, the last reported value of an epoch winning (a retry or a
+    PBT exploit reports an epoch again)."""
+    return tuple(sorted({int(epoch): float(value) for epoch, value in points}.items()))
 
 
 @dataclass(frozen=True)
@@ -117,6 +142,7 @@ class GroupSummary:
     values: tuple[float, ...]
     seeds: tuple[int, ...]
     n_trials: int
+    trials: tuple[TrialRecord, ...] = ()  # every trial of the configuration, whatever its status
 
     @property
     def median(self) -> float:
@@ -130,21 +156,21 @@ class GroupSummary:
 def summarise_groups(records: Iterable[TrialRecord]) -> list[GroupSummary]:
     """Group trials by (task, configuration) and collect each group's seed values.
 
-    Stopped trials count with the best metric they reached (a per-trial scheduler's bias shows
-    here; group schedulers stop all seeds of a group together); errored trials do not count.
+    Only trials that ran the full budget count: one a scheduler stopped early would sit beside
+    trials that trained longer (a per-trial scheduler's bias), an errored one has no final score.
     """
     by_group: dict[tuple[str, str], list[TrialRecord]] = defaultdict(list)
     for rec in records:
         by_group[(rec.config.task, rec.group)].append(rec)
     summaries = []
     for (task, group), recs in by_group.items():
-        scored = [r for r in recs if r.best_objective is not None and r.status != "errored"]
+        scored = [r for r in recs if r.best_objective is not None and r.status == "finished"]
         first = recs[0].config.to_dict()
         first.pop("seed")
         summaries.append(GroupSummary(
             task=task, group=group, label=short_label(recs[0].config), method=recs[0].method, config=first,
             values=tuple(r.best_objective for r in scored),
-            seeds=tuple(r.config.seed for r in scored), n_trials=len(recs),
+            seeds=tuple(r.config.seed for r in scored), n_trials=len(recs), trials=tuple(recs),
         ))
     return sorted(summaries, key=lambda s: (s.task, -np.nan_to_num(s.median, nan=-np.inf)))
 
@@ -166,69 +192,3 @@ def best_by_method(summaries: Iterable[GroupSummary]) -> dict[tuple[str, str], G
         if s.values and (key not in best or s.median > best[key].median):
             best[key] = s
     return best
-
-
-def method_table(summaries: Iterable[GroupSummary]) -> list[dict[str, Any]]:
-    """Paper-style rows: per task and method, the best configuration's median ± std over seeds; a
-    method other than the baseline also gets its paired comparison with the baseline's best
-    (:data:`isobn_tune.results.comparisons.CSV_COLUMNS`: difference, interval, P(A > B), pairs, verdict)."""
-    summaries = list(summaries)
-    comparisons = compare_sweep(summaries)
-    rows = []
-    for (task, method), s in sorted(best_by_method(summaries).items()):
-        vs = comparisons.best_vs_baseline(task, method)
-        rows.append({"task": task, "method": method, "median": s.median, "std": s.std, "seeds": len(s.values),
-                     "config": s.group, **{k: getattr(vs, k) if vs else None for k in CSV_COLUMNS}})
-    return rows
-
-
-TABLE_COLUMNS = ("task", "method", "median", "std", "seeds", "config", *CSV_COLUMNS)
-
-
-def table_csv(rows: list[dict[str, Any]]) -> str:
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=TABLE_COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: _csv_value(row[k]) for k in TABLE_COLUMNS})
-    return buf.getvalue()
-
-
-def _csv_value(value: Any) -> Any:
-    if value is None:
-        return ""
-    return f"{value:.4f}" if isinstance(value, float) else value
-
-
-def table_markdown(rows: list[dict[str, Any]]) -> str:
-    """Task x method grid of ``median ± std`` (x100, as GLUE papers print), and for each method
-    other than the baseline its paired difference from the baseline's best, 95% interval and verdict."""
-    tasks = list(dict.fromkeys(r["task"] for r in rows))
-    methods = list(dict.fromkeys(r["method"] for r in rows))
-    cell = {(r["task"], r["method"]): r for r in rows}
-    compared = [m for m in methods if m != BASELINE and BASELINE in methods]
-    header = ["task", *methods] + [f"{m} − {BASELINE} [95% CI]: verdict" for m in compared]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for task in tasks:
-        cells = [task]
-        for m in methods:
-            r = cell.get((task, m))
-            cells.append(f"{100 * r['median']:.2f} ± {100 * r['std']:.2f} (n={r['seeds']})" if r else "–")
-        for m in compared:
-            r = cell.get((task, m))
-            cells.append(_difference(r) if r and r["verdict"] else "–")
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
-
-
-def sweep_description(summaries: list[GroupSummary], compare: Sequence[str] | None = None) -> str:
-    """What a sweep found, in Markdown: the task x method table, then every paired comparison with
-    its verdict and the note on selection bias (the parent run's description and ``report``);
-    ``compare``: two configuration labels to compare as well."""
-    comparisons = compare_sweep(summaries, compare=compare)
-    return table_markdown(method_table(summaries)) + "\n" + comparisons_markdown(comparisons)
-
-
-def _difference(row: dict[str, Any]) -> str:
-    return (f"{points(row['diff_median'])} [{points(row['ci95_low'])}, {points(row['ci95_high'])}]: "
-            f"{row['verdict']}")

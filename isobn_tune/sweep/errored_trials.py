@@ -28,16 +28,47 @@ _STATE_FILES = "experiment_state-*.json"  # Tune's saved experiment state, newes
 _FINAL = (Trial.ERROR, Trial.TERMINATED)
 
 
-class ErroredTrialRecorder(Callback):
-    """Adds each trial that errors to the sweep's record, at once, on the storage itself."""
+class EveryErroredTrial(Callback):
+    """Calls :meth:`errored` once for each trial that is in ERROR, whatever path put it there.
+
+    Tune calls ``on_trial_error`` only for an exception in the trainable or a dead worker; a trial
+    that errors when Tune restarts it (a reused actor whose reset failed) or that a restore brings
+    back errored gets ERROR without that call. So the trials' states are also looked at after every
+    step of Tune's loop and at the experiment's end."""
+
+    def errored(self, trials: list[Trial], trial: Trial) -> None:
+        raise NotImplementedError
+
+    def _once(self, trials: list[Trial], trial: Trial) -> None:
+        seen: set[str] = self.__dict__.setdefault("_errored_seen", set())
+        if trial.trial_id not in seen:
+            seen.add(trial.trial_id)
+            self.errored(trials, trial)
 
     def on_trial_error(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
+        self._once(trials, trial)
+
+    def on_step_end(self, iteration: int, trials: list[Trial], **info: Any) -> None:
+        for trial in trials:
+            if trial.status == Trial.ERROR:
+                self._once(trials, trial)
+
+    def on_experiment_end(self, trials: list[Trial], **info: Any) -> None:
+        self.on_step_end(0, trials)
+
+
+class ErroredTrialRecorder(EveryErroredTrial):
+    """Adds each trial that errors to the sweep's record, at once, on the storage itself."""
+
+    def errored(self, trials: list[Trial], trial: Trial) -> None:
         storage = trial.storage  # its storage path is the sweep directory, its experiment the task
         fs, path = storage.storage_filesystem, f"{storage.storage_fs_path}/{ERRORED_FILE}"
         record = _read_json(fs, path, {})
         task = record.setdefault(storage.experiment_dir_name, {})
-        task[trial.trial_id] = last_error_line(trial)
-        _write_json(fs, path, record)
+        line = last_error_line(trial)
+        if task.get(trial.trial_id) != line:
+            task[trial.trial_id] = line
+            _write_json(fs, path, record)
 
 
 def keep_errored(experiment: Experiment, *, retry: bool) -> None:

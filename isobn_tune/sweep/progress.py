@@ -7,17 +7,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ray.tune import Callback
 from ray.tune.experiment import Trial
 
 from isobn_tune import console
+from isobn_tune.sweep.errored_trials import EveryErroredTrial
 from isobn_tune.train.metrics import BEST_OBJECTIVE
 
 _STATES = (Trial.RUNNING, Trial.TERMINATED, Trial.ERROR, Trial.PAUSED, Trial.PENDING)
 _DONE = (Trial.TERMINATED, Trial.ERROR)
 
 
-class ProgressLine(Callback):
+class ProgressLine(EveryErroredTrial):
     """``[task mm:ss] R running, F finished, E errored, P paused, Q pending of N | best ... | ETA``
     through ``console.status``; ``total``: the trials the experiment will have (Tune creates them
     lazily, those not created yet count as pending); ``max_epochs``: a trial's epoch budget, for
@@ -49,11 +49,13 @@ class ProgressLine(Callback):
     def on_trial_complete(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
         console.status(self.line(trials))
 
-    def on_trial_error(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
+    def errored(self, trials: list[Trial], trial: Trial) -> None:
+        """One line per errored trial, however it errored (see :class:`EveryErroredTrial`)."""
         console.say(trial_error_message(trial))
         console.status(self.line(trials))
 
     def on_experiment_end(self, trials: list[Trial], **info: Any) -> None:
+        super().on_experiment_end(trials, **info)
         console.status(self.line(trials, with_eta=False), final=True)
 
     def line(self, trials: list[Trial], *, with_eta: bool = True) -> str:

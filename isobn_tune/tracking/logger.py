@@ -11,14 +11,13 @@ import json
 import math
 import tempfile
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pyarrow.fs
 from mlflow.entities import Metric, Param, Run, RunTag
 from mlflow.tracking import MlflowClient
-from ray.tune import Callback
 from ray.tune.experiment import Trial
 from ray.tune.result import AUTO_RESULT_KEYS, EXPR_RESULT_FILE
 
@@ -28,21 +27,18 @@ from isobn_tune.results.aggregate import (
     TrialRecord,
     best_groups,
     config_group,
-    method_table,
     record_from_result,
     run_label,
     summarise_groups,
-    sweep_description,
-    table_csv,
-    table_markdown,
 )
 from isobn_tune.results.comparisons import points
 from isobn_tune.results.figures import write_sweep_figures
 from isobn_tune.results.groups import group_key
+from isobn_tune.results.tables import SweepResults, sweep_results
 from isobn_tune.schedulers.race_by_config import saved_race_stops
 from isobn_tune.space import SweepSpace, trial_count
 from isobn_tune.sweep.directory import stored_uri
-from isobn_tune.sweep.errored_trials import last_error_line
+from isobn_tune.sweep.errored_trials import EveryErroredTrial, last_error_line
 from isobn_tune.tracking.names import (
     BEST_DEV_METRIC,
     EPOCH_METRIC,
@@ -87,7 +83,7 @@ from isobn_tune.tracking.names import (
     trial_configs_artifact,
 )
 from isobn_tune.tracking.outage import Outage
-from isobn_tune.tracking.readback import epoch_metrics, find_child
+from isobn_tune.tracking.readback import epoch_metrics, find_child, records_from_mlflow
 from isobn_tune.train.checkpoint_files import ISOTROPY_FILE
 from isobn_tune.train.isobn_params import ISOBN_EPS_RATIO, ISOBN_NEAR_IDENTITY
 from isobn_tune.train.isotropy import load_stats, plot_isotropy
@@ -208,25 +204,28 @@ class SweepTracker:
         configs = [r.config.to_dict() | {"trial_id": r.trial_id, "status": r.status} for r in records]
         _log_json(client, self.parent_run_id, configs, trial_configs_artifact(task))
 
-    def finish(self, records: Iterable[TrialRecord]) -> bool:
-        """:meth:`write_finish`, unless MLflow is unreachable; whether it was logged."""
-        return self.outage.attempt(self.write_finish, records)
+    def finish(self) -> SweepResults | None:
+        """:meth:`write_finish`, unless MLflow is unreachable (then None)."""
+        logged: list[SweepResults] = []
+        self.outage.attempt(lambda: logged.append(self.write_finish()))
+        return logged[0] if logged else None
 
-    def write_finish(self, records: Iterable[TrialRecord]) -> None:
+    def write_finish(self) -> SweepResults:
         """The task x method table with the paired comparisons as CSV and Markdown artifacts and as
-        the parent run's description (its page shows it); the parent run ends."""
-        records = [_redacted(r) for r in records]
-        summaries = summarise_groups(records)
-        rows = method_table(summaries)
+        the parent run's description (its page shows it); the parent run ends. Computed from the
+        trials as their child runs hold them, as ``isobn-tune report`` computes it, and returned
+        (the end-of-run table)."""
         client, run_id = self.client, self.parent_run_id
-        client.log_text(run_id, table_csv(rows), TABLE_CSV_ARTIFACT)
-        client.log_text(run_id, table_markdown(rows), TABLE_MD_ARTIFACT)
-        client.set_tag(run_id, NOTE_TAG, sweep_description(summaries))
+        records = records_from_mlflow(self.tracking_uri, run_id)
+        results = sweep_results(records)
+        client.log_text(run_id, results.csv(), TABLE_CSV_ARTIFACT)
+        client.log_text(run_id, results.table_markdown(), TABLE_MD_ARTIFACT)
+        client.set_tag(run_id, NOTE_TAG, results.description())
         self._log_figures(records)
         errored = any(r.status == "errored" for r in records)
         client.set_tag(run_id, STATUS_TAG, SWEEP_ERRORED if errored else "finished")
         client.set_terminated(run_id, "FINISHED")
-
+        return results
 
     def _log_figures(self, records: list[TrialRecord]) -> None:
         """Seed scores, learning curves and budget curves per task, as PNG with their CSV data."""
@@ -239,7 +238,7 @@ class SweepTracker:
                 self.client.log_artifact(self.parent_run_id, str(path), FIGURES_ARTIFACT_DIR)
 
 
-class TrialLogger(Callback):
+class TrialLogger(EveryErroredTrial):
     """A child run per trial: params, seed, group, per-epoch metrics (step = epoch), status and
     isotropy figures; with ``race_by_config``, why a race stopped it, and on the parent the list
     of a task's race stops. Runs in the driver, so trials finishing together are logged one after
@@ -325,12 +324,20 @@ class TrialLogger(Callback):
     def on_trial_complete(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
         self._track(trials, self._end, trial, trials, False)
 
-    def on_trial_error(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
-        self._track(trials, self._end, trial, trials, True)
+    def errored(self, trials: list[Trial], trial: Trial) -> None:
+        """The trial's run failed with its reason, whatever path errored it; a run that shows it
+        already (a trial a restore brings back errored) is left as it is."""
+        self._track(trials, self._end_errored, trial, trials)
+
+    def _end_errored(self, trial: Trial, trials: list[Trial]) -> None:
+        if trial.trial_id not in self._ended:
+            rows = result_rows(pyarrow.fs.LocalFileSystem(), trial.local_path) if trial.local_path else []
+            self.catch_up(trial, trials, rows, ended=True, errored=True, error_line=last_error_line(trial))
 
     def on_experiment_end(self, trials: list[Trial], **info: Any) -> None:
         """The last catch-up of the task, if behind; the task's race stops on the parent (also when
         interrupted: a resume rewrites them)."""
+        super().on_experiment_end(trials, **info)
         outage = self.tracker.outage
         if trials and outage.catch_up(lambda: self._catch_up_running(trials), now=True):
             outage.attempt(self.log_race_stops, trials, trials[0].storage.experiment_driver_staging_path)

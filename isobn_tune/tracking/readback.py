@@ -14,7 +14,7 @@ from mlflow.tracking import MlflowClient
 
 from isobn_tune.errors import UserError
 from isobn_tune.redaction import redact_uri
-from isobn_tune.results.aggregate import TrialRecord
+from isobn_tune.results.aggregate import TrialRecord, best_history
 from isobn_tune.tracking.names import (
     BEST_DEV_METRIC,
     BEST_EPOCH_METRIC,
@@ -58,9 +58,11 @@ def find_child(client: MlflowClient, experiment_id: str, parent_run_id: str, tri
 
 
 def records_from_mlflow(tracking_uri: str, parent_run_id: str) -> list[TrialRecord]:
-    """Every trial of a sweep, from its child runs' params, metrics and status tags."""
+    """Every trial of a sweep, from its child runs' params, metrics (with the best dev metric's
+    per-epoch history) and status tags."""
     client = MlflowClient(tracking_uri)
-    return [_record(run) for run in _trial_runs(client, tracking_uri, parent_run_id)]
+    return [_record(run, client.get_metric_history(run.info.run_id, BEST_OBJECTIVE))
+            for run in _trial_runs(client, tracking_uri, parent_run_id)]
 
 
 def epoch_metrics(tracking_uri: str, parent_run_id: str, key: str) -> dict[str, list[Metric]]:
@@ -107,7 +109,7 @@ def _trial_id(run: Run) -> str:
     return run.data.tags.get(TRIAL_TAG, run.info.run_id)
 
 
-def _record(run: Run) -> TrialRecord:
+def _record(run: Run, history: list[Metric]) -> TrialRecord:
     params = {k: _parse(v) for k, v in run.data.params.items()}
     metrics = run.data.metrics
     best = metrics.get(BEST_DEV_METRIC, metrics.get(BEST_OBJECTIVE))
@@ -117,6 +119,7 @@ def _record(run: Run) -> TrialRecord:
         best_objective=best,
         last_epoch=int(metrics.get(EPOCH_METRIC, 0)),
         status=run.data.tags.get(STATUS_TAG, "running"),
+        history=best_history((m.step, m.value) for m in sorted(history, key=lambda m: m.timestamp)),
     )
 
 

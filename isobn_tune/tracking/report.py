@@ -9,8 +9,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from isobn_tune.errors import UserError
-from isobn_tune.results.aggregate import method_table, summarise_groups, sweep_description, table_csv
-from isobn_tune.results.comparisons import compare_sweep
+from isobn_tune.results.aggregate import summarise_groups
+from isobn_tune.results.tables import sweep_results
 from isobn_tune.tracking.readback import records_from_mlflow, sweep_run
 
 FORMATS = ("md", "csv", "json")
@@ -35,19 +35,21 @@ def print_report(target: str, *, tracking_uri: str | None = None, groups: bool =
         if unknown:
             raise UserError(f"--compare: no configuration {unknown[0]!r} in this sweep; its configurations: "
                             f"{', '.join(sorted(labels))}")
+    results = sweep_results(records, compare)
     if fmt == "csv":
-        print(table_csv(method_table(summaries)), end="")
+        print(results.csv(), end="")
     elif fmt == "json":
-        comparisons = compare_sweep(summaries, compare=compare)
+        comparisons = results.comparisons
         print(json.dumps(_finite({
-            "table": method_table(summaries),
+            "table": results.rows,
+            "left_out": results.left_out,
             "comparisons": [c.row() for c in comparisons.per_task],
             "across_tasks": {m: a.as_row() for m, a in comparisons.across_tasks.items()},
             "iqm": comparisons.iqm,
             "selection_bias": comparisons.selection_bias,
         }), indent=2))
     else:
-        print(sweep_description(summaries, compare), end="")
+        print(results.description(), end="")
     if groups:
         print()
         for s in summaries:

@@ -24,6 +24,7 @@ from isobn_tune.console import say
 from isobn_tune.errors import UserError
 from isobn_tune.redaction import redact_uri
 from isobn_tune.results.aggregate import TrialRecord, record_from_result
+from isobn_tune.results.tables import SweepResults
 from isobn_tune.sweep.directory import (
     Experiment,
     SweepDir,
@@ -45,6 +46,7 @@ class Synced:
     ends: int = 0
     tasks: tuple[str, ...] = ()  # whose parent statistics were logged again
     finished: bool = False  # the parent's table and end
+    results: SweepResults | None = None  # the table, when it was logged
 
 
 def sync_sweep(tracker: SweepTracker, sweep_dir: SweepDir, manifest: dict) -> Synced:
@@ -65,9 +67,9 @@ def sync_sweep(tracker: SweepTracker, sweep_dir: SweepDir, manifest: dict) -> Sy
             errored = trial.status == Trial.ERROR or trial.trial_id in errors
             ended = errored or trial.status == Trial.TERMINATED
             complete[task] = complete[task] and ended
-            records.setdefault(task, []).append(
-                record_from_result(trial.trial_id, trial.config, trial.last_result, errored))
             rows = result_rows(trial.storage.storage_filesystem, trial.path)
+            records.setdefault(task, []).append(
+                record_from_result(trial.trial_id, trial.config, trial.last_result, errored, rows))
             if trial.status == Trial.PENDING and not rows:
                 continue  # never started: no run yet
             epochs, end = logger.catch_up(trial, trials, rows, ended=ended, errored=errored,
@@ -86,7 +88,7 @@ def sync_sweep(tracker: SweepTracker, sweep_dir: SweepDir, manifest: dict) -> Sy
     for task in synced.tasks:
         tracker.write_task_summary(task, records[task])
     if done and (changed or not parent_ended):
-        tracker.write_finish([r for task_records in records.values() for r in task_records])
+        synced.results = tracker.write_finish()
         synced.finished = True
     return synced
 
@@ -106,16 +108,21 @@ def sync_command(path: str, tracking_uri: str | None = None) -> Synced:
         raise UserError(f"MLflow at {redact_uri(uri)} is unreachable: sync again once it answers") from exc
 
 
-def finish_tracking(tracker: SweepTracker, sweep_dir: SweepDir, records: list[TrialRecord]) -> None:
-    """The parent's table and end; after an outage at any point of this run, the whole sweep
-    caught up from Tune's results instead (a catch-up while it ran covered only its running
-    experiment), if MLflow answers; else the console says how to catch up later."""
+def finish_tracking(tracker: SweepTracker, sweep_dir: SweepDir) -> SweepResults | None:
+    """The parent's table and end, returned; after an outage at any point of this run, the whole
+    sweep caught up from Tune's results instead (a catch-up while it ran covered only its running
+    experiment), if MLflow answers; else the console says how to catch up later (and None)."""
     outage = tracker.outage
-    if not outage.missed and tracker.finish(records):
-        return
-    if not outage.settle(lambda: sync_sweep(tracker, sweep_dir, read_manifest(sweep_dir))):
+    if not outage.missed:
+        results = tracker.finish()
+        if results is not None:
+            return results
+    synced: list[Synced] = []
+    if not outage.settle(lambda: synced.append(sync_sweep(tracker, sweep_dir, read_manifest(sweep_dir)))):
         say(f"MLflow is still unreachable: `isobn-tune sync {sweep_dir.arg}` logs what it lacks once it "
             "answers (so does `isobn-tune resume`)")
+        return None
+    return synced[-1].results if synced else None
 
 
 def _saved_trials(experiment: Experiment) -> list[Trial] | None:

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import pytest
 
-from isobn_tune.results.aggregate import TrialRecord, best_groups, method_table, summarise_groups
+from isobn_tune.results.aggregate import TrialRecord, best_groups, summarise_groups
+from isobn_tune.results.tables import method_table
 from isobn_tune.serving.export import chosen_trial
 from isobn_tune.train.recipe import TrialConfig
 
@@ -55,10 +56,14 @@ def test_errored_seeds_and_seeds_without_a_score_do_not_count() -> None:
     assert summary.median == pytest.approx(0.3)
 
 
-def test_stopped_seeds_count_with_the_best_score_they_reached() -> None:
+def test_seeds_a_scheduler_stopped_early_are_in_no_median() -> None:
+    """Budget-matched: a stopped seed's score (0.1 after fewer epochs) would pull the median of the
+    two full-budget seeds (0.75) down to 0.7."""
     records = seeds([0.8, 0.7]) + seeds([0.1], status="stopped", first_seed=3)
 
-    assert only_summary(records).median == pytest.approx(0.7)
+    summary = only_summary(records)
+
+    assert summary.seeds == (1, 2) and summary.median == pytest.approx(0.75)
 
 
 def test_a_configuration_without_any_scored_seed_has_no_median() -> None:

@@ -8,15 +8,10 @@ import io
 import numpy as np
 import pytest
 
-from isobn_tune.results.aggregate import (
-    TrialRecord,
-    method_table,
-    summarise_groups,
-    sweep_description,
-    table_csv,
-)
+from isobn_tune.results.aggregate import TrialRecord, summarise_groups
 from isobn_tune.results.comparisons import compare_sweep
 from isobn_tune.results.statistics import A_BETTER, NOT_DISTINGUISHABLE
+from isobn_tune.results.tables import method_table, sweep_results, table_csv
 from isobn_tune.train.recipe import TrialConfig
 
 SEEDS = range(1, 6)
@@ -58,8 +53,8 @@ def test_a_true_gain_of_two_points_is_called_and_a_null_one_is_not() -> None:
 def test_the_method_table_and_its_csv_carry_the_comparison_with_the_baseline() -> None:
     rows = method_table(summarise_groups(records(EFFECTS)))
     parsed = list(csv.DictReader(io.StringIO(table_csv(rows))))
-    assert list(parsed[0]) == ["task", "method", "median", "std", "seeds", "config", "diff_median",
-                               "ci95_low", "ci95_high", "p_improve", "n_pairs", "verdict"]
+    assert list(parsed[0]) == ["task", "method", "median", "std", "seeds", "budget_epochs", "config",
+                               "diff_median", "ci95_low", "ci95_high", "p_improve", "n_pairs", "verdict"]
     for row in parsed:
         if row["method"] == "isobn":
             assert row["verdict"] == A_BETTER and row["n_pairs"] == "5"
@@ -77,7 +72,7 @@ def test_named_configurations_are_compared_where_both_ran() -> None:
 
 
 def test_the_description_names_verdicts_and_the_selection_bias() -> None:
-    text = sweep_description(summarise_groups(records(EFFECTS)))
+    text = sweep_results(records(EFFECTS)).description()
     assert "| all tasks (mean) | isobn best | none best |" in text
     assert "A better" in text and "not distinguishable from seed noise" in text
     assert "would look better by about" in text

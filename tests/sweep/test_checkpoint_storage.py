@@ -61,7 +61,9 @@ def test_a_checkpoint_the_full_storage_refuses_errors_its_trial_and_resume_conti
     [trial] = trial_results(task_dir)
     error = json.loads((root / ERRORED_FILE).read_text())["rte"][trial]
     refused = task_dir / trial / f"{CHECKPOINT_PREFIX}000001"
-    assert error.startswith("isobn_tune.sweep.checkpoint_storage.CheckpointNotSaved: the checkpoint of epoch 2 (")
+    assert error.startswith(
+        "isobn_tune.sweep.checkpoint_storage.CheckpointNotSaved: the checkpoint of epoch 2 ("
+    )
     assert f"could not be written to {refused}: " in error
     assert "No space left on device" in error and " free of 25.2 MB on that filesystem" in error
     # Consistent: epoch 1 reported and its checkpoint the saved one, nothing of epoch 2's left.

@@ -25,6 +25,7 @@ import yaml
 from helpers import (
     TINY_MODEL,
     cli,
+    error_lines,
     experiment_state,
     poll,
     run_cli,
@@ -224,7 +225,13 @@ def test_report_prints_the_median_table_of_the_sweep(
     assert main(["report", str(asha_sweep.root)]) == 0
     table = capsys.readouterr().out.splitlines()
     assert table[0] == "| task | isobn | none | isobn − none [95% CI]: verdict |"
-    assert table[2].startswith("| stsb |") and table[2].count("(n=3)") == 2
+    cells = table[2].split(" | ")
+    assert cells[0] == "| stsb"
+    for method, cell in zip(("isobn", "none"), cells[1:3], strict=True):  # no stopped trial in a median
+        finished = sum(r.status == "finished" and r.method == method for r in asha_sweep.outcome.records)
+        assert cell.endswith(f"(n={finished})") if finished else cell == "–"
+    report = "\n".join(table).split("\n\n")[0] + "\n"  # the table and the trials it leaves out
+    assert report in asha_sweep.stdout  # the end-of-run table is report's
     assert table[2].endswith(("A better |", "B better |", "not distinguishable from seed noise |"))
 
 
@@ -521,7 +528,8 @@ def test_a_trial_whose_worker_is_killed_on_every_attempt_stays_errored(
     """Seed 1's worker is SIGKILLed at epoch 2 on both attempts (the hook reaches workers only
     through the environment Ray starts with, so `run` is a subprocess); Ray 2.60 saves that trial
     as unfinished, yet resume (without the hook) leaves it errored, failed in MLflow with the
-    reason; only --retry-errored finishes it."""
+    reason; only --retry-errored finishes it. The console names it with its cause on the run and
+    on the resume, and the end-of-run table is `report`'s, with the trial named, not in the median."""
     space_file = write_space(grid={"cls_norm": ["none"], "seeds": [1, 2]}, run={"max_failures": 1})
     root = tmp_path / "results" / "killed"
     run = run_cli("run", str(space_file), "--name", "killed", env=os.environ | {KILL_AT_ENV: "1@2"})
@@ -534,9 +542,18 @@ def test_a_trial_whose_worker_is_killed_on_every_attempt_stays_errored(
     recorded = json.loads((root / ERRORED_FILE).read_text())
     assert list(recorded) == ["rte"] and list(recorded["rte"]) == [killed]
     assert "worker process has died" in recorded["rte"][killed]
+    ((trial_id, (reason, traceback_file)),) = error_lines(run.stdout).items()
+    assert trial_id == killed and "worker process has died" in reason and traceback_file.is_file()
+
+    report = run_cli("report", str(root))
+    assert report.returncode == 0, report.stderr
+    table = report.stdout.split("\n\n")[0] + "\n"  # the table and the trials it leaves out
+    assert table in run.stdout
+    assert "(n=1)" in table and f"errored: {killed} (none seed 1, epoch 1)" in table
 
     assert main(["resume", str(root)]) == 1
-    assert "1 trial(s) errored" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "1 trial(s) errored" in out and list(error_lines(out)) == [killed]
     state = experiment_state(task_dir)
     assert {t: s["status"] for t, s in state.items()} == {
         t: "ERROR" if t == killed else "TERMINATED" for t in seeds}

@@ -66,7 +66,7 @@ def test_report_of_sweep_dir_prints_the_parent_runs_description(sweep: CliSweep)
     assert result.returncode == 0, result.stderr
     assert result.stdout == sweep.parent.data.tags[NOTE_TAG]
     assert result.stdout.startswith(_table_artifact(sweep))  # the table, then the comparisons
-    assert "| task | A | B | A − B (median) | 95% CI | P(A > B) | n | verdict |" in result.stdout
+    assert "| task | A | B | A − B (median) | 95% CI | P(A > B) | n | epochs | verdict |" in result.stdout
 
 
 def test_report_of_run_id_prints_the_same(sweep: CliSweep) -> None:

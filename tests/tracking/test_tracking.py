@@ -139,9 +139,11 @@ def _history(sweep: Sweep, run: Run, key: str) -> list[tuple[int, float]]:
 
 
 def _groups(sweep: Sweep) -> dict[str, list[Run]]:
+    """The trials that ran the full budget, by configuration: those a median holds."""
     by_group: dict[str, list[Run]] = defaultdict(list)
     for child in sweep.children:
-        by_group[child.data.tags["isobn.config_group"]].append(child)
+        if child.data.tags["isobn.status"] == "finished":
+            by_group[child.data.tags["isobn.config_group"]].append(child)
     return by_group
 
 
@@ -353,7 +355,7 @@ def test_parent_group_median_and_std_over_seeds(sweep: Sweep) -> None:
         label = f"{TASK}/{short_label(sweep.tune_config(runs[0]))}"
         assert metrics[f"{label}/median"] == pytest.approx(median)
         assert metrics[f"{label}/std"] == pytest.approx(std)
-        assert metrics[f"{label}/n_seeds"] == 3
+        assert metrics[f"{label}/n_seeds"] == len(runs)
 
 
 def test_parent_best_group(sweep: Sweep) -> None:
@@ -380,20 +382,30 @@ def test_parent_table_csv(sweep: Sweep) -> None:
     rows = list(csv.DictReader(io.StringIO(sweep.artifact_text(sweep.parent, "results/table.csv"))))
     expected = {m: (f"{med:.4f}", f"{std:.4f}") for m, (med, std) in _best_per_method(sweep).items()}
     assert {r["method"]: (r["median"], r["std"]) for r in rows} == expected
-    assert {(r["task"], r["seeds"]) for r in rows} == {(TASK, "3")}
+    seeds = {m: str(len(runs)) for m, runs in _best_runs_per_method(sweep).items()}
+    assert {r["method"]: (r["task"], r["seeds"], r["budget_epochs"]) for r in rows} == {
+        m: (TASK, n, str(MAX_EPOCHS)) for m, n in seeds.items()}
 
 
 def test_parent_table_markdown(sweep: Sweep) -> None:
     table = sweep.artifact_text(sweep.parent, "results/table.md")
-    header, _, row = table.splitlines()
+    header, _, row, budget, left_out = table.splitlines()
     assert header == "| task | isobn | none | isobn − none [95% CI]: verdict |"
-    best = _best_per_method(sweep)
-    cells = [f"{100 * med:.2f} ± {100 * std:.2f} (n=3)" for med, std in (best["isobn"], best["none"])]
+    best, runs = _best_per_method(sweep), _best_runs_per_method(sweep)
+    cells = [f"{100 * med:.2f} ± {100 * std:.2f} (n={len(runs[m])})"
+             for m, (med, std) in sorted(best.items())]
     by_seed = {m: {int(r.data.params["seed"]): r.data.metrics["best_dev_metric"] for r in runs}
-               for m, runs in _best_runs_per_method(sweep).items()}
-    paired = np.median([by_seed["isobn"][seed] - by_seed["none"][seed] for seed in by_seed["none"]])
+               for m, runs in runs.items()}
+    paired = np.median([by_seed["isobn"][seed] - by_seed["none"][seed]
+                        for seed in by_seed["none"].keys() & by_seed["isobn"].keys()])
     assert row.startswith(f"| {TASK} | {cells[0]} | {cells[1]} | {100 * paired:+.2f} [")
     assert row.endswith(("A better |", "B better |", "not distinguishable from seed noise |"))
+    assert budget == f"Medians and differences over the seeds that ran the full budget ({MAX_EPOCHS} epochs)."
+    stopped = [c for c in sweep.children if c.data.tags["isobn.status"] == "stopped"]
+    assert stopped and left_out.startswith(f"{TASK}, in no median: stopped by the scheduler: ")
+    for child in stopped:  # ASHA stopped them at its first rung
+        params = child.data.params
+        assert f"{_trial_id(child)} ({params['cls_norm']} seed {params['seed']}, epoch 1)" in left_out
 
 
 def test_parent_has_each_figure_with_its_data(sweep: Sweep) -> None:
@@ -405,7 +417,8 @@ def test_parent_has_each_figure_with_its_data(sweep: Sweep) -> None:
         assert png.startswith(PNG_MAGIC)
     seed_csv = sweep.artifact_text(sweep.parent, f"figures/seed_scores_{TASK}.csv")
     rows = list(csv.DictReader(io.StringIO(seed_csv)))
-    logged = sorted(round(child.data.metrics["best_dev_metric"], 6) for child in sweep.children)
+    logged = sorted(round(child.data.metrics["best_dev_metric"], 6) for child in sweep.children
+                    if child.data.tags["isobn.status"] == "finished")  # the seeds a median holds
     assert sorted(round(float(r["score"]), 6) for r in rows) == logged
     curves = list(csv.DictReader(io.StringIO(
         sweep.artifact_text(sweep.parent, f"figures/learning_curves_{TASK}.csv"))))
