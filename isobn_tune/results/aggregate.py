@@ -33,6 +33,8 @@ class TrialRecord:
     status: str  # one of STATUSES
     # (epoch, best dev metric up to that epoch) for each epoch the trial reported
     history: tuple[tuple[int, float], ...] = ()
+    # run by `isobn-tune confirm` at fresh seeds: never in the selection of the best configurations
+    confirmation: bool = False
 
     @property
     def reached(self) -> int:

@@ -1,42 +1,52 @@
-"""Does a method beat the baseline beyond seed noise? Paired seed comparisons of a sweep's configurations.
+"""Does a method beat the baseline beyond seed noise? The comparisons of a sweep's configurations.
 
-Built on :mod:`isobn_tune.results.statistics` from the seed scores of each configuration (a
-:class:`~isobn_tune.results.aggregate.GroupSummary`): per task, every configuration and each method's
-best-on-dev configuration against the best baseline configuration (or any two named
-configurations), and across tasks each method's best against the baseline's best.
+Per task there is one question per method, its best configuration against the baseline's best
+(:data:`CONFIRMATORY`, Holm-corrected across tasks and methods by
+:func:`~isobn_tune.results.verdicts.confirmatory_rows`); every other configuration against the
+baseline's best is :data:`EXPLORATORY` (estimate and interval, no verdict).
 
-Budget-matched: a confirmatory row (each method's best against the baseline's best) pairs only
-seeds that ran the full budget; an exploratory row (any other configuration) pairs seeds at the
-last epoch every paired trial of both reached, so a configuration a scheduler stopped early is
-compared with the baseline as it was at that epoch. Every row is a :class:`PairedScores` (the
-scores paired by seed, the epochs they are at) handed to :func:`verdict_of`, the one place a
-verdict is computed.
+Selection and confirmation on different seeds: the best configurations are chosen by their
+full-budget seed median on the sweep's own trials (``run`` and ``extend``); a confirmatory row
+pairs only the trials ``isobn-tune confirm`` ran at fresh seeds (``TrialRecord.confirmation``),
+once there are any. Until then it pairs the seeds that selected them and says so
+(:data:`UNCONFIRMED`): best-of-k on the same scores flatters the winner.
+
+Budget-matched: a confirmatory row pairs only seeds that ran the full budget; an exploratory row
+pairs seeds at the last epoch every paired trial of both reached (:func:`matched_pairs`).
+Every difference is in points (the metric x 100).
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from isobn_tune.results.statistics import (
-    AcrossTasks,
-    PairedComparison,
-    aggregate_across_tasks,
-    interquartile_mean,
-    paired_comparison,
-    selection_bias,
+from isobn_tune.data.tasks import get_task
+from isobn_tune.results.aggregate import summarise_groups
+from isobn_tune.results.paired_tests import ALPHA
+from isobn_tune.results.verdicts import (
+    CONFIRMATORY,
+    EXPLORATORY,
+    ComparisonRow,
+    ConfirmatorySummary,
+    TaskComparison,
+    confirmatory_rows,
+    exploratory_row,
+    summarise_confirmatory,
 )
 
 if TYPE_CHECKING:
-    from isobn_tune.results.aggregate import GroupSummary
+    from isobn_tune.results.aggregate import GroupSummary, TrialRecord
+
+__all__ = ["BASELINE", "CONFIRMATORY", "EXPLORATORY", "UNCONFIRMED", "UNIT", "PairedScores",
+           "SweepComparisons", "compare_sweep", "full_budget_pairs", "matched_pairs", "points"]
 
 BASELINE = "none"
-CSV_COLUMNS = ("diff_median", "ci95_low", "ci95_high", "p_improve", "n_pairs", "verdict")
-CONFIRMATORY, EXPLORATORY = "confirmatory", "exploratory"
+UNIT = "points (metric x 100)"
+UNCONFIRMED = "selected on these seeds; run `isobn-tune confirm`"
 
 
 @dataclass(frozen=True)
@@ -50,52 +60,24 @@ class PairedScores:
     budget_epochs: int
 
 
-def verdict_of(scores: PairedScores, *, rng: int = 0, label_a: str = "A", label_b: str = "B"
-               ) -> PairedComparison:
-    """The paired test of one row (the seam where another test plugs in)."""
-    return paired_comparison(dict(zip(scores.seeds, scores.a, strict=True)),
-                             dict(zip(scores.seeds, scores.b, strict=True)),
-                             rng=rng, label_a=label_a, label_b=label_b)
-
-
-@dataclass(frozen=True)
-class Comparison:
-    """Configuration ``a`` against ``b`` on ``task``; ``role``: confirmatory when ``a`` is its
-    method's best on dev (and ``b`` the baseline's best), at the full budget; else exploratory."""
-
-    task: str
-    a: str
-    b: str
-    method: str  # a's
-    role: str
-    scores: PairedScores
-    result: PairedComparison
-
-    @property
-    def best(self) -> bool:
-        return self.role == CONFIRMATORY
-
-    def row(self) -> dict[str, Any]:
-        r = self.result
-        return {"task": self.task, "a": self.a, "b": self.b, "method": self.method, "best": self.best,
-                "role": self.role, **{k: getattr(r, k) for k in CSV_COLUMNS},
-                "p_improve_low": r.p_improve_low, "p_improve_high": r.p_improve_high,
-                "budget_epochs": self.scores.budget_epochs, "seeds": list(self.scores.seeds)}
-
-
 @dataclass(frozen=True)
 class SweepComparisons:
-    """Every comparison of a sweep, the across-task summaries and the selection-bias note."""
+    """Every comparison row of a sweep (confirmatory first, in task and method order, then
+    exploratory), their summary across tasks, and per task the seeds that selected the best
+    configurations and those that confirmed them (empty: not confirmed)."""
 
-    per_task: list[Comparison]
-    across_tasks: dict[str, AcrossTasks]  # method -> its best vs the baseline's best, over tasks
-    iqm: dict[str, float]  # method -> interquartile mean of its best configurations' seed scores
-    selection_bias: dict[str, float]  # method -> expected upward bias of its best-of-k on dev
+    rows: list[ComparisonRow]
+    summary: ConfirmatorySummary
+    selected_on: dict[str, tuple[int, ...]]
+    confirmed_on: dict[str, tuple[int, ...]]
 
-    def best_vs_baseline(self, task: str, method: str) -> PairedComparison | None:
-        return next(
-            (c.result for c in self.per_task if c.task == task and c.best and c.method == method), None
-        )
+    def confirmatory(self, task: str, method: str) -> ComparisonRow | None:
+        return next((r for r in self.rows if r.role == CONFIRMATORY and r.task == task and r.method == method),
+                    None)
+
+    def confirmed(self, row: ComparisonRow) -> bool | None:
+        """Whether a confirmatory row pairs confirmation seeds (None for an exploratory row)."""
+        return bool(self.confirmed_on.get(row.task)) if row.role == CONFIRMATORY else None
 
 
 def seed_scores(summary: GroupSummary) -> dict[int, float]:
@@ -124,51 +106,61 @@ def matched_pairs(a: GroupSummary, b: GroupSummary) -> PairedScores:
                         tuple(y for _, _, y in kept), epoch)
 
 
-def compare_sweep(summaries: Iterable[GroupSummary], *, compare: Sequence[str] | None = None,
-                  baseline: str = BASELINE, rng: int = 0) -> SweepComparisons:
-    """Per task: each non-baseline configuration (and each method's best on dev, marked ``best``)
-    against the best baseline configuration, plus ``compare = (A, B)`` (configuration labels) where
-    both ran. Across tasks: each method's best against the baseline's best (stratified bootstrap)."""
+def _task_comparison(task: str, a: GroupSummary, b: GroupSummary, scores: PairedScores) -> TaskComparison:
+    """A row's input, in points."""
+    return TaskComparison(
+        task=task, metric=get_task(task).selection_metric, method=a.method, baseline=b.method, a=a.label,
+        b=b.label, a_scores={s: 100 * x for s, x in zip(scores.seeds, scores.a, strict=True)},
+        b_scores={s: 100 * y for s, y in zip(scores.seeds, scores.b, strict=True)},
+        budget_epochs=scores.budget_epochs)
+
+
+def compare_sweep(records: Iterable[TrialRecord], *, compare: Sequence[str] | None = None,
+                  baseline: str = BASELINE, alpha: float = ALPHA) -> SweepComparisons:
+    """Per task: each method's best configuration (highest full-budget seed median on the
+    selection trials) against the baseline's best, confirmatory, on the confirmation seeds both
+    ran when there are any; every other configuration against the baseline's best, and
+    ``compare = (A, B)`` (configuration labels) where both ran, exploratory."""
+    records = list(records)
+    selection = summarise_groups(r for r in records if not r.confirmation)
+    confirmation = {(s.task, s.group): s for s in summarise_groups(r for r in records if r.confirmation)}
     by_task: dict[str, list[GroupSummary]] = {}
-    for s in summaries:
+    for s in selection:
         by_task.setdefault(s.task, []).append(s)
-    per_task: list[Comparison] = []
-    pairs: dict[str, dict[str, tuple[dict[int, float], dict[int, float]]]] = {}
-    scores: dict[str, list[float]] = {}
-    bias: dict[str, list[float]] = {}
+    confirmatory: list[TaskComparison] = []
+    exploratory: list[ComparisonRow] = []
+    selected_on: dict[str, tuple[int, ...]] = {}
+    confirmed_on: dict[str, tuple[int, ...]] = {}
     for task, groups in sorted(by_task.items()):
         best = _best_by_method([g for g in groups if g.values])
-        for method, top in best.items():
-            scores.setdefault(method, []).extend(top.values)
         ref = best.get(baseline)
         if ref is not None:
-            for s in sorted(groups, key=lambda g: -np.nan_to_num(g.median, nan=-np.inf)):
-                if s.method == baseline:
+            selected_on[task] = tuple(sorted({seed for g in best.values() for seed in g.seeds}))
+            confirmed_seeds: set[int] = set()
+            for method, top in sorted(best.items()):
+                if method == baseline:
                     continue
-                is_best = s is best.get(s.method)
-                per_task.append(_compare(task, s, ref, is_best, rng))
-                if is_best:
-                    pairs.setdefault(s.method, {})[task] = (seed_scores(s), seed_scores(ref))
-            for method in best:
-                if method != baseline:
-                    bias.setdefault(method, []).append(_selection_bias(
-                        [g for g in groups if g.method == method]))
+                fresh = (confirmation.get((task, top.group)), confirmation.get((task, ref.group)))
+                if fresh[0] is not None and fresh[1] is not None:
+                    scores = full_budget_pairs(*fresh)
+                    confirmed_seeds.update(scores.seeds)
+                else:
+                    scores = full_budget_pairs(top, ref)
+                confirmatory.append(_task_comparison(task, top, ref, scores))
+            confirmed_on[task] = tuple(sorted(confirmed_seeds))
+            for s in groups:
+                if s.method != baseline and s is not best.get(s.method):
+                    exploratory.append(exploratory_row(_task_comparison(task, s, ref, matched_pairs(s, ref)),
+                                                       alpha=alpha))
         if compare is not None:
             named = {g.label: g for g in groups}
             if compare[0] in named and compare[1] in named:
-                per_task.append(_compare(task, named[compare[0]], named[compare[1]], False, rng))
-    across = {method: aggregate_across_tasks(tasks, rng=rng, label_a=method, label_b=baseline)
-              for method, tasks in sorted(pairs.items())}
-    return SweepComparisons(
-        per_task=per_task, across_tasks=across,
-        iqm={m: interquartile_mean(v) for m, v in sorted(scores.items())},
-        selection_bias={m: _finite_mean(v) for m, v in sorted(bias.items())},
-    )
-
-
-def _finite_mean(values: list[float]) -> float:
-    finite = [v for v in values if math.isfinite(v)]
-    return float(np.mean(finite)) if finite else math.nan
+                a, b = named[compare[0]], named[compare[1]]
+                exploratory.append(exploratory_row(_task_comparison(task, a, b, matched_pairs(a, b)), alpha=alpha))
+    rows = [r if confirmed_on.get(r.task) else replace(r, note="; ".join(filter(None, [UNCONFIRMED, r.note])))
+            for r in confirmatory_rows(confirmatory, alpha=alpha)]
+    return SweepComparisons(rows=rows + exploratory, summary=summarise_confirmatory(rows, alpha=alpha),
+                            selected_on=selected_on, confirmed_on=confirmed_on)
 
 
 def _best_by_method(groups: list[GroupSummary]) -> dict[str, GroupSummary]:
@@ -179,60 +171,66 @@ def _best_by_method(groups: list[GroupSummary]) -> dict[str, GroupSummary]:
     return best
 
 
-def _compare(task: str, a: GroupSummary, b: GroupSummary, confirmatory: bool, rng: int) -> Comparison:
-    scores = full_budget_pairs(a, b) if confirmatory else matched_pairs(a, b)
-    result = verdict_of(scores, rng=rng, label_a=a.label, label_b=b.label)
-    return Comparison(task, a.label, b.label, a.method, CONFIRMATORY if confirmatory else EXPLORATORY,
-                      scores, result)
-
-
-def _selection_bias(groups: list[GroupSummary]) -> float:
-    """Expected upward bias of the best of these configurations' medians if they were all equal:
-    the best-of-k of k noisy seed medians (the seed spread is the median std over them)."""
-    usable = [g for g in groups if len(g.values) >= 2]
-    if len(usable) < 2:
-        return 0.0 if usable else math.nan
-    seed_std = float(np.median([np.std(g.values, ddof=1) for g in usable]))
-    n_seeds = min(len(g.values) for g in usable)
-    return selection_bias(seed_std=seed_std, n_seeds=n_seeds, k=len(usable))
-
-
 def points(value: float) -> str:
     """A difference of scores in points (x100, signed), as the tables print it; "–" if undefined."""
-    return "–" if not math.isfinite(value) else f"{100 * value:+.2f}"
+    return _signed(100 * value)
+
+
+def _signed(value: float | None) -> str:
+    """A value already in points, signed; "–" if undefined."""
+    return "–" if value is None or not np.isfinite(value) else f"{value:+.2f}"
+
+
+def seeds_text(seeds: Sequence[int]) -> str:
+    """``1-3, 7``: a seed list as ranges."""
+    runs: list[list[int]] = []
+    for seed in sorted(seeds):
+        if runs and seed == runs[-1][-1] + 1:
+            runs[-1].append(seed)
+        else:
+            runs.append([seed])
+    return ", ".join(f"{r[0]}-{r[-1]}" if len(r) > 1 else f"{r[0]}" for r in runs) or "none"
+
+
+def result_text(row: ComparisonRow) -> str:
+    """A row's finding in words: the estimate, its interval at its real level and the verdict;
+    without an interval, how many seeds were better, the range of the differences and why."""
+    if np.isfinite(row.ci_low):
+        p = "" if row.p_adjusted is None else f", p_adj {row.p_adjusted:.3g}"
+        text = (f"{_signed(row.estimate)} [{_signed(row.ci_low)}, {_signed(row.ci_high)}] "
+                f"({100 * row.ci_level:.1f}%{p})")
+        return f"{text}: {row.verdict}" if row.verdict else text
+    if row.n_pairs == 0:
+        return row.note
+    return (f"{_signed(row.estimate)}, {row.n_better}/{row.n_pairs} seeds better, range "
+            f"[{_signed(row.diff_min)}, {_signed(row.diff_max)}]")
 
 
 def comparisons_markdown(result: SweepComparisons) -> str:
-    """The comparisons as Markdown (differences x100, as the score tables), with the verdicts and
-    a note on selection bias."""
-    lines = ["| task | A | B | A − B (median) | 95% CI | P(A > B) | n | epochs | verdict |", "|" + "---|" * 9]
-    for c in result.per_task:
-        r = c.result
-        name = f"**{c.a}**" if c.best else c.a
-        ci = f"[{points(r.ci95_low)}, {points(r.ci95_high)}]"
-        p = "–" if not math.isfinite(r.p_improve) else f"{r.p_improve:.2f}"
-        epochs = f"{c.scores.budget_epochs}" if c.best else f"{c.scores.budget_epochs} (both reached)"
-        lines.append(f"| {c.task} | {name} | {c.b} | {points(r.diff_median)} | {ci} | {p} | {r.n_pairs} | "
-                     f"{epochs} | {r.verdict} |")
-    for method, across in result.across_tasks.items():
-        ci = f"[{points(across.ci95_low)}, {points(across.ci95_high)}]"
-        lines.append(f"| all tasks (mean) | {method} best | {across.b} best | "
-                     f"{points(across.mean_diff_median)} | {ci} | {across.p_improve:.2f} | "
-                     f"{across.n_pairs} | full | {across.verdict} |")
-    notes = []
-    if result.iqm:
-        notes.append("Interquartile mean of the best configurations' seed scores: "
-                     + ", ".join(f"{m} {100 * v:.2f}" for m, v in result.iqm.items()) + ".")
-    notes.append(
-        "Configurations are paired seed by seed (same seed: same head initialisation and data order); "
-        "the interval is a 95% bootstrap over the seed pairs, and a verdict needs it to exclude 0. "
-        "**Bold**: the method's best on dev, against the baseline's best on the seeds both ran for the "
-        "full budget; every other row compares the two configurations at the last epoch all their paired "
-        "trials reached (epochs: the budget compared). Choosing the best of several configurations on "
-        "the same dev scores flatters it"
-        + (": if all were equal, the best of them would look better by about "
-           + ", ".join(f"{100 * b:.2f} ({m})" for m, b in result.selection_bias.items() if math.isfinite(b))
-           + " points on average (from the seed spread); only a fresh set of seeds removes this."
-           if result.selection_bias else "; only a fresh set of seeds removes this.")
-    )
+    """Every comparison row as Markdown, the count of tasks significant after Holm, the summary per
+    metric, and which seeds selected and which confirmed."""
+    lines = ["| task | role | A | B | A − B: estimate [interval] (level, Holm-adjusted p): verdict | "
+             "n | epochs | seeds | note |", "|" + "---|" * 9]
+    for r in result.rows:
+        name = f"**{r.a}**" if r.role == CONFIRMATORY else r.a
+        lines.append(f"| {r.task} | {r.role} | {name} | {r.b} | {result_text(r)} | {r.n_pairs} | "
+                     f"{r.budget_epochs} | {seeds_text(r.seeds)} | {r.note} |")
+    s = result.summary
+    notes = [f"Differences in {UNIT}. Estimate: Hodges-Lehmann; interval: exact (ordered Walsh "
+             f"averages) at its real level; p: exact two-sided Wilcoxon signed-rank, Holm-adjusted over "
+             f"the {s.n_comparisons} confirmatory comparisons (**bold**: each method's best against the "
+             f"baseline's best, full budget). A verdict needs adjusted p ≤ {ALPHA:g}, i.e. an interval "
+             f"without 0. Exploratory rows (any other configuration, at the last epoch both reached) "
+             f"have no verdict."]
+    if s.n_comparisons:
+        notes.append(f"Significant after correction: {s.n_significant} of {s.n_comparisons} "
+                     f"({s.n_a_better} better, {s.n_b_better} worse; {s.n_tested} tested).")
+        notes += [f"{m.method} on {m.metric} ({', '.join(m.tasks)}): mean estimate {_signed(m.mean_estimate)}, "
+                  f"{m.n_a_better} better, {m.n_b_better} worse, {m.n_not_distinguishable} not "
+                  f"distinguishable, {m.n_untested} untested." for m in s.strata]
+    for task, selected in result.selected_on.items():
+        confirmed = result.confirmed_on.get(task, ())
+        notes.append(f"{task}: selected on seeds {seeds_text(selected)}; " + (
+            f"confirmed on seeds {seeds_text(confirmed)}." if confirmed else
+            "not confirmed: run `isobn-tune confirm DIR --seeds ...` with fresh seeds."))
     return "\n".join(lines) + "\n\n" + "\n\n".join(notes) + "\n"

@@ -42,6 +42,7 @@ from isobn_tune.sweep.errored_trials import EveryErroredTrial, last_error_line
 from isobn_tune.tracking.names import (
     BEST_DEV_METRIC,
     EPOCH_METRIC,
+    CONFIRMATION_TAG,
     ERROR_TAG,
     EXPERIMENT_KIND_TAG,
     EXPERIMENT_KIND_TRAINING,
@@ -160,8 +161,10 @@ class SweepTracker:
         tracker.client.update_run(parent_run_id, status="RUNNING")
         return tracker
 
-    def callback(self, task: str) -> TrialLogger:
-        return TrialLogger(self, task)
+    def callback(self, task: str, *, confirmation: bool = False) -> TrialLogger:
+        """The Tune callback that logs ``task``'s trials; ``confirmation``: they are an
+        ``isobn-tune confirm`` extension's (tagged :data:`CONFIRMATION_TAG`)."""
+        return TrialLogger(self, task, confirmation=confirmation)
 
     def note_near_identity(self, trial_id: str, result: dict[str, Any]) -> None:
         """Say once per sweep that IsoBN did next to nothing in a trial, so that nobody reads a
@@ -184,7 +187,7 @@ class SweepTracker:
         as parent metrics ``<task>/<label>/median|std|n_seeds``, the best group as tags and
         ``<task>/best_median``, the groups and the resolved trial configs as JSON artifacts."""
         records = [_redacted(r) for r in records]
-        summaries = summarise_groups(records)
+        summaries = summarise_groups(r for r in records if not r.confirmation)  # what selects
         now = _now_ms()
         metrics = [
             Metric(group_metric(task, s.label, name), value, now, 0)
@@ -248,9 +251,10 @@ class TrialLogger(EveryErroredTrial):
     Every call goes through the sweep's :class:`Outage`: while MLflow is unreachable nothing is
     logged, and a later callback (or the experiment's end) catches up from Tune's results."""
 
-    def __init__(self, tracker: SweepTracker, task: str) -> None:
+    def __init__(self, tracker: SweepTracker, task: str, *, confirmation: bool = False) -> None:
         self.tracker = tracker
         self.task = task
+        self.confirmation = confirmation
         self._runs: dict[str, str] = {}
         self._logged_epochs: dict[str, set[int]] = {}  # per trial, the steps its run holds
         self._ended: set[str] = set()  # trials whose end a catch-up logged
@@ -287,7 +291,8 @@ class TrialLogger(EveryErroredTrial):
             tr.experiment_id, run_name=run_label(cfg),
             tags={PARENT_TAG: tr.parent_run_id, TRIAL_TAG: trial.trial_id, TASK_TAG: self.task,
                   SEED_TAG: str(cfg.seed), GROUP_TAG: config_group(cfg),
-                  METHOD_TAG: cfg.cls_norm, STATUS_TAG: "running", KIND_TAG: KIND_TRIAL},
+                  METHOD_TAG: cfg.cls_norm, STATUS_TAG: "running", KIND_TAG: KIND_TRIAL,
+                  **({CONFIRMATION_TAG: "true"} if self.confirmation else {})},
         )
         _log_config(client, run.info.run_id, trial)
         return run

@@ -18,6 +18,7 @@ from isobn_tune.results.aggregate import TrialRecord, best_history
 from isobn_tune.tracking.names import (
     BEST_DEV_METRIC,
     BEST_EPOCH_METRIC,
+    CONFIRMATION_TAG,
     EPOCH_METRIC,
     PARENT_TAG,
     STATUS_TAG,
@@ -120,6 +121,7 @@ def _record(run: Run, history: list[Metric]) -> TrialRecord:
         last_epoch=int(metrics.get(EPOCH_METRIC, 0)),
         status=run.data.tags.get(STATUS_TAG, "running"),
         history=best_history((m.step, m.value) for m in sorted(history, key=lambda m: m.timestamp)),
+        confirmation=run.data.tags.get(CONFIRMATION_TAG) == "true",
     )
 
 

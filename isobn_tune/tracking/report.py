@@ -1,5 +1,5 @@
 """``isobn-tune report``: what a sweep found, read back from MLflow (no Ray, no torch): the task x
-method table with paired seed comparisons, as Markdown, CSV or JSON."""
+method table with its comparison rows (in points), as Markdown, CSV or JSON."""
 
 from __future__ import annotations
 
@@ -39,15 +39,7 @@ def print_report(target: str, *, tracking_uri: str | None = None, groups: bool =
     if fmt == "csv":
         print(results.csv(), end="")
     elif fmt == "json":
-        comparisons = results.comparisons
-        print(json.dumps(_finite({
-            "table": results.rows,
-            "left_out": results.left_out,
-            "comparisons": [c.row() for c in comparisons.per_task],
-            "across_tasks": {m: a.as_row() for m, a in comparisons.across_tasks.items()},
-            "iqm": comparisons.iqm,
-            "selection_bias": comparisons.selection_bias,
-        }), indent=2))
+        print(json.dumps(_finite(results.as_json()), indent=2))
     else:
         print(results.description(), end="")
     if groups:

@@ -42,7 +42,7 @@ def test_the_reported_median_is_the_median_over_seeds(values: list[float], media
 
     assert summary.median == pytest.approx(median, abs=1e-12)
     (row,) = method_table([summary])
-    assert (row["median"], row["seeds"]) == (pytest.approx(median, abs=1e-12), len(values))
+    assert (row["median"], row["seeds"]) == (pytest.approx(100 * median, abs=1e-10), len(values))  # points
 
 
 def test_errored_seeds_and_seeds_without_a_score_do_not_count() -> None:
@@ -88,7 +88,7 @@ def test_the_best_configuration_is_the_one_with_the_highest_seed_median() -> Non
     assert [s.config["lr"] for s in summaries] == [1e-5, 5e-5]  # ranked by median, best first
     assert best_groups(summaries)["rte"].config["lr"] == 1e-5
     (row,) = method_table(summaries)
-    assert row["median"] == pytest.approx(0.80) and "lr=1e-05" in row["config"]
+    assert row["median"] == pytest.approx(80) and "lr=1e-05" in row["config"]
 
 
 def test_export_takes_the_best_seed_of_the_configuration_with_the_best_median() -> None:

@@ -66,7 +66,7 @@ def test_report_of_sweep_dir_prints_the_parent_runs_description(sweep: CliSweep)
     assert result.returncode == 0, result.stderr
     assert result.stdout == sweep.parent.data.tags[NOTE_TAG]
     assert result.stdout.startswith(_table_artifact(sweep))  # the table, then the comparisons
-    assert "| task | A | B | A − B (median) | 95% CI | P(A > B) | n | epochs | verdict |" in result.stdout
+    assert "| task | role | A | B | A − B: estimate [interval]" in result.stdout
 
 
 def test_report_of_run_id_prints_the_same(sweep: CliSweep) -> None:
@@ -75,17 +75,16 @@ def test_report_of_run_id_prints_the_same(sweep: CliSweep) -> None:
     assert result.stdout == sweep.parent.data.tags[NOTE_TAG]
 
 
-def test_report_csv_is_the_parent_table_csv_with_the_comparison_columns(sweep: CliSweep) -> None:
+def test_report_csv_is_the_parent_table_csv_with_every_comparison_row(sweep: CliSweep) -> None:
     result = run_cli("report", str(sweep.sweep_dir), "--format", "csv")
     assert result.returncode == 0, result.stderr
     logged = artifact_bytes(sweep.client, sweep.parent.info.run_id, "results/table.csv").decode()
     assert result.stdout == logged
     rows = list(csv.DictReader(io.StringIO(logged)))
-    assert {"diff_median", "ci95_low", "ci95_high", "p_improve", "n_pairs"} <= set(rows[0])
-    (isobn,) = [r for r in rows if r["method"] == "isobn"]
-    (none,) = [r for r in rows if r["method"] == "none"]
-    assert isobn["n_pairs"] == "2" and none["n_pairs"] == ""
-    assert float(isobn["ci95_low"]) <= float(isobn["diff_median"]) <= float(isobn["ci95_high"])
+    (best,) = [r for r in rows if r["role"] == "confirmatory"]
+    assert best["method"] == "isobn" and best["n_pairs"] == "2" and best["verdict"] == ""  # 2 seeds: no test
+    assert best["unit"] == "points (metric x 100)" and "too few seeds for a test" in best["note"]
+    assert float(best["diff_min"]) <= float(best["estimate"]) <= float(best["diff_max"])
 
 
 def test_report_json_holds_every_comparison(sweep: CliSweep, capsys) -> None:
@@ -97,10 +96,10 @@ def test_report_json_holds_every_comparison(sweep: CliSweep, capsys) -> None:
     print_report(str(sweep.sweep_dir), fmt="json", compare=[none_label, isobn_label])
     report = json.loads(capsys.readouterr().out)
     assert labels == ["isobn", "none"]
-    assert [(c["a"], c["b"], c["best"]) for c in report["comparisons"]] == [
-        (isobn_label, none_label, True), (none_label, isobn_label, False)]
-    assert report["across_tasks"]["isobn"]["n_tasks"] == 1
-    assert set(report["iqm"]) == {"isobn", "none"}
+    assert [(c["a"], c["b"], c["role"], c["verdict"]) for c in report["comparisons"]] == [
+        (isobn_label, none_label, "confirmatory", None), (none_label, isobn_label, "exploratory", None)]
+    assert report["unit"] == "points (metric x 100)" and report["across_tasks"]["n_comparisons"] == 1
+    assert report["selected_on"] == {"rte": [1, 2]} and report["confirmed_on"] == {"rte": []}
 
 
 def test_report_refuses_an_unknown_format_or_configuration(sweep: CliSweep) -> None:
