@@ -113,6 +113,21 @@ def _parser() -> argparse.ArgumentParser:
     extend.add_argument("--verbose", action="store_true", help="as for run")
     extend.set_defaults(func=_extend)
 
+    confirm = sub.add_parser(
+        "confirm", help="run the best configuration of each method at fresh seeds for the full budget: "
+                        "the confirmatory comparisons then use only these seeds",
+        description="Select, then confirm: the best configuration of each method (cls_norm), by full-budget "
+        "seed median on the sweep's own seeds, runs at --seeds (none of which may have selected) in the "
+        "sweep's directory and under its MLflow parent run. Interrupted, it continues with `isobn-tune resume`.",
+    )
+    confirm.add_argument("dir", help="the sweep directory `run` printed (<storage>/<name>)")
+    confirm.add_argument("--seeds", required=True, help="fresh seeds: 6-15, 6,8,11 or 6-10,20")
+    confirm.add_argument("--task", help="only this task (default: every task of the sweep)")
+    confirm.add_argument("--address", help="Ray cluster address (default: local)")
+    confirm.add_argument("--tracking-uri", help="as for resume")
+    confirm.add_argument("--verbose", action="store_true", help="as for run")
+    confirm.set_defaults(func=_confirm)
+
     report = sub.add_parser("report", help="what a sweep found: the task x method table (median ± std "
                                            "over seeds) and paired seed comparisons with verdicts")
     report.add_argument("target", help="a sweep directory, or an MLflow parent run id (with --tracking-uri)")
@@ -335,6 +350,21 @@ def _extend(args: argparse.Namespace) -> int:
 
     return main_exit_code(extend_sweep(
         args.dir, top=args.top, seeds=seeds, space_file=args.space, task=args.task, address=args.address,
+        tracking_uri=args.tracking_uri, verbose=args.verbose,
+    ))
+
+
+def _confirm(args: argparse.Namespace) -> int:
+    from isobn_tune.sweep.directory import SweepDir, read_manifest
+    from isobn_tune.sweep.extension import check_fresh_seeds, parse_seeds
+
+    seeds = parse_seeds(args.seeds)
+    # Bad input fails in seconds, before torch, Ray Tune and MLflow are imported.
+    check_fresh_seeds(read_manifest(SweepDir.parse(args.dir)), seeds)
+    from isobn_tune.runner import extend_sweep, main_exit_code
+
+    return main_exit_code(extend_sweep(
+        args.dir, seeds=seeds, confirm=True, task=args.task, address=args.address,
         tracking_uri=args.tracking_uri, verbose=args.verbose,
     ))
 

@@ -53,8 +53,11 @@ from isobn_tune.sweep.directory import (
 )
 from isobn_tune.sweep.errored_trials import ErroredTrialRecorder, keep_errored
 from isobn_tune.sweep.extension import (
+    check_fresh_seeds,
+    confirmation_points,
     extension_entry,
     extension_trials,
+    is_confirmation,
     new_points,
     space_points,
     top_config_points,
@@ -188,21 +191,28 @@ def extend_sweep(
     top: int | None = None,
     seeds: Sequence[int] = (),
     space_file: str | None = None,
+    confirm: bool = False,
     task: str | None = None,
     address: str | None = None,
     tracking_uri: str | None = None,
     verbose: bool = False,
 ) -> SweepOutcome:
     """Add trials to a sweep, under its MLflow parent run: the ``top`` best configurations of each
-    task (or of ``task``) at ``seeds``, or the grid points of ``space_file``. Trials the sweep has
-    run are never run again; an interrupted sweep is first resumed (its ranking needs its
+    task (or of ``task``) at ``seeds``, the grid points of ``space_file``, or with ``confirm`` the
+    best configuration of each method at fresh ``seeds`` (``isobn-tune confirm``). Trials the sweep
+    has run are never run again; an interrupted sweep is first resumed (its ranking needs its
     results), an interrupted extension is continued by ``resume``."""
-    if (top is None) == (space_file is None):
+    if confirm:
+        if top is not None or space_file is not None or not seeds:
+            raise UserError("confirm takes --seeds only (fresh seeds, e.g. 6-15)")
+    elif (top is None) == (space_file is None):
         raise UserError("extend needs either --top K with --seeds, or --space FILE")
     if top is not None and (top < 1 or not seeds):
         raise UserError(f"--top {top} --seeds {list(seeds)}: at least one configuration and one seed")
     sweep_dir = SweepDir.parse(path)
     manifest = read_manifest(sweep_dir)
+    if confirm:
+        check_fresh_seeds(manifest, seeds)
     space = SweepSpace.model_validate(manifest["space"])
     if task is not None and task not in space.tasks:
         raise UserError(f"--task {task}: not in sweep {sweep_dir.root}; its tasks: {', '.join(space.tasks)}")
@@ -218,17 +228,15 @@ def extend_sweep(
             tracker = SweepTracker.resume(tracking_uri, manifest["parent_run_id"])
             records = _run_experiments(space, sweep_dir, manifest, data, tracker, restore=True,
                                        retry_errored=False)
-            trials = {
-                t: new_points(space, records[t], t,
-                              wanted[t] if wanted else top_config_points(records[t], t, top, seeds))
-                for t in tasks
-            }
-            how = f"space file {space_file}" if space_file else f"top {top} at seeds {list(seeds)}"
+            trials = {t: new_points(space, records[t], t, _wanted_points(records[t], t, top, seeds, confirm)
+                                    if wanted is None else wanted[t]) for t in tasks}
+            how = (f"space file {space_file}" if space_file else
+                   f"confirmation at seeds {list(seeds)}" if confirm else f"top {top} at seeds {list(seeds)}")
             if not any(trials.values()):
                 tracker.finish()
                 raise UserError(f"nothing to add to {sweep_dir.root}: the sweep has run every trial of the "
                                 f"{how} already")
-            entry = extension_entry(manifest, trials, how)
+            entry = extension_entry(manifest, trials, how, confirmation=confirm)
             manifest[EXTENSIONS_KEY] = [*manifest.get(EXTENSIONS_KEY, []), entry]
             write_manifest(sweep_dir, manifest)
             say(f"{entry['name']}: {sum(map(len, trials.values()))} new trial(s) ({how}); "
@@ -239,6 +247,14 @@ def extend_sweep(
                 records[name] += task_records
                 tracker.log_task_summary(name, records[name])
             return _finish(sweep_dir, tracker, records)
+
+
+def _wanted_points(records: list[TrialRecord], task: str, top: int | None, seeds: Sequence[int], confirm: bool
+                   ) -> list[dict[str, Any]]:
+    """The grid points an ``extend --top`` or a ``confirm`` asks for on ``task``."""
+    if confirm:
+        return confirmation_points(records, task, seeds)
+    return top_config_points(records, task, top or 0, seeds)
 
 
 def _discard_log(sweep_dir: SweepDir) -> None:
@@ -309,7 +325,8 @@ def _run_experiments(space: SweepSpace, sweep_dir: SweepDir, manifest: dict[str,
         task_records = records.setdefault(experiment.task, [])
         task_records += [
             record_from_result(_trial_id(r), _trial_config(r), r.metrics, r.error is not None,
-                               result_rows(r.filesystem, r.path) if r.path else ())
+                               result_rows(r.filesystem, r.path) if r.path else (),
+                               confirmation=is_confirmation(manifest, experiment.extension))
             for r in grid
         ]
         if only is None and last_of_task[experiment.task] == experiment:
@@ -378,7 +395,7 @@ def _build_tuner(space: SweepSpace, manifest: dict[str, Any], experiment: Experi
             failure_config=tune.FailureConfig(max_failures=space.run.max_failures),
             callbacks=[
                 ErroredTrialRecorder(),
-                tracker.callback(task),
+                tracker.callback(task, confirmation=is_confirmation(manifest, experiment.extension)),
                 ProgressLine(task, total=trials, max_epochs=space.recipe.max_epochs),
                 ThinFinishedTrials(at_end=thin_at_end),
             ],

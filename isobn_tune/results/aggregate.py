@@ -109,8 +109,10 @@ def trial_status(cfg: TrialConfig, metrics: Mapping[str, Any], errored: bool) ->
 
 
 def record_from_result(trial_id: str, config: Mapping[str, Any], metrics: Mapping[str, Any] | None,
-                       errored: bool, rows: Iterable[Mapping[str, Any]] = ()) -> TrialRecord:
-    """A trial's record from its last result; ``rows``: every result it reported (its history)."""
+                       errored: bool, rows: Iterable[Mapping[str, Any]] = (), *, confirmation: bool = False
+                       ) -> TrialRecord:
+    """A trial's record from its last result; ``rows``: every result it reported (its history);
+    ``confirmation``: an ``isobn-tune confirm`` trial."""
     cfg = TrialConfig.from_dict(dict(config))
     metrics = metrics or {}
     best = metrics.get(BEST_OBJECTIVE)
@@ -122,6 +124,7 @@ def record_from_result(trial_id: str, config: Mapping[str, Any], metrics: Mappin
         status=trial_status(cfg, metrics, errored),
         history=best_history((int(r["epoch"]), r[BEST_OBJECTIVE]) for r in rows
                              if "epoch" in r and BEST_OBJECTIVE in r),
+        confirmation=confirmation,
     )
 
 

@@ -135,7 +135,7 @@ def compare_sweep(records: Iterable[TrialRecord], *, compare: Sequence[str] | No
         best = _best_by_method([g for g in groups if g.values])
         ref = best.get(baseline)
         if ref is not None:
-            selected_on[task] = tuple(sorted({seed for g in best.values() for seed in g.seeds}))
+            selected_on[task] = tuple(sorted({seed for g in groups for seed in g.seeds}))
             confirmed_seeds: set[int] = set()
             for method, top in sorted(best.items()):
                 if method == baseline:

@@ -7,7 +7,11 @@ manifest before it starts, so ``resume`` continues an interrupted extension. Two
 
 * more seeds for the K best configurations of each task (by seed median): the classic protocol,
   choose on a few seeds, confirm the top configurations on more;
-* the grid points of a compatible space file (same model, data and recipe; new lr or beta values).
+* the grid points of a compatible space file (same model, data and recipe; new lr or beta values);
+* a confirmation (``isobn-tune confirm``): the best configuration of each method (``cls_norm``),
+  chosen by full-budget seed median on the sweep's own seeds, at fresh seeds, for the full budget.
+  Its trials are marked (``TrialRecord.confirmation``): they never select, and the confirmatory
+  comparisons use only them. Trials of ``run`` and the other extensions select.
 
 A (configuration, seed) pair the sweep has already run, or errored on, is never run again
 (``resume --retry-errored`` re-runs errored trials).
@@ -21,12 +25,13 @@ from datetime import datetime
 from typing import Any
 
 from isobn_tune.errors import UserError
-from isobn_tune.results.aggregate import TrialRecord, config_group, summarise_groups
+from isobn_tune.results.aggregate import TrialRecord, best_by_method, config_group, summarise_groups
 from isobn_tune.space import SweepSpace, fixed_config, grid_points
 from isobn_tune.sweep.directory import EXTENSIONS_KEY
 from isobn_tune.train.recipe import GRID_FIELDS, TrialConfig
 
 EXTENSION_PREFIX = "extend-"
+CONFIRMATION_KEY = "confirmation"  # an extension entry's flag: ``isobn-tune confirm`` made it
 _SEED_RANGE = re.compile(r"^(\d+)(?:-(\d+))?$")
 
 
@@ -50,10 +55,44 @@ def top_config_points(records: Sequence[TrialRecord], task: str, top: int, seeds
                       ) -> list[dict[str, Any]]:
     """The grid points of ``task``'s ``top`` best configurations (highest seed median) at each of
     ``seeds``, in rank order, seeds innermost (so a configuration's seeds start together)."""
-    ranked = [s for s in summarise_groups(r for r in records if r.config.task == task) if s.values]
+    selection = (r for r in records if r.config.task == task and not r.confirmation)
+    ranked = [s for s in summarise_groups(selection) if s.values]
     chosen = {s.group for s in ranked[:top]}
     configs = {r.group: r.config for r in records if r.group in chosen}
     return [_point(configs[s.group]) | {"seed": seed} for s in ranked[:top] for seed in seeds]
+
+
+def selection_seeds(manifest: dict[str, Any]) -> set[int]:
+    """The seeds that choose a sweep's best configurations: its grid's and every extension's but
+    a confirmation's."""
+    seeds = set(manifest["space"]["grid"]["seeds"])
+    for entry in manifest.get(EXTENSIONS_KEY, []):
+        if not entry.get(CONFIRMATION_KEY):
+            seeds |= {point["seed"] for points in entry["trials"].values() for point in points}
+    return seeds
+
+
+def check_fresh_seeds(manifest: dict[str, Any], seeds: Sequence[int]) -> None:
+    """A confirmation on a seed that selected would test the winner on the scores that chose it."""
+    overlap = sorted(set(seeds) & selection_seeds(manifest))
+    if overlap:
+        raise UserError(f"--seeds: {', '.join(map(str, overlap))} selected this sweep's configurations (its "
+                        f"seeds: {', '.join(map(str, sorted(selection_seeds(manifest))))}); confirm on fresh seeds")
+
+
+def confirmation_points(records: Sequence[TrialRecord], task: str, seeds: Sequence[int]) -> list[dict[str, Any]]:
+    """The grid points of the best configuration of each method of ``task`` (highest full-budget
+    seed median over the selection trials) at each of ``seeds``, methods in name order."""
+    selection = [r for r in records if r.config.task == task and not r.confirmation]
+    configs = {r.group: r.config for r in selection}
+    best = best_by_method(summarise_groups(selection))
+    return [_point(configs[s.group]) | {"seed": seed} for _, s in sorted(best.items()) for seed in seeds]
+
+
+def is_confirmation(manifest: dict[str, Any], name: str | None) -> bool:
+    """Whether extension ``name`` (None: the sweep's own experiments) is a confirmation."""
+    return name is not None and any(e["name"] == name and e.get(CONFIRMATION_KEY) for e in
+                                    manifest.get(EXTENSIONS_KEY, []))
 
 
 def space_points(sweep_space: SweepSpace, new_space: SweepSpace, source: str, task: str
@@ -92,13 +131,14 @@ def new_points(sweep_space: SweepSpace, records: Sequence[TrialRecord], task: st
     return fresh
 
 
-def extension_entry(manifest: dict[str, Any], trials: dict[str, list[dict[str, Any]]], how: str
-                    ) -> dict[str, Any]:
+def extension_entry(manifest: dict[str, Any], trials: dict[str, list[dict[str, Any]]], how: str, *,
+                    confirmation: bool = False) -> dict[str, Any]:
     """The manifest's record of a new extension: its directory name, tasks and trials."""
     number = len(manifest.get(EXTENSIONS_KEY, [])) + 1
     return {"name": f"{EXTENSION_PREFIX}{number}", "how": how,
             "created": datetime.now().isoformat(timespec="seconds"),
-            "tasks": [task for task, points in trials.items() if points], "trials": trials}
+            "tasks": [task for task, points in trials.items() if points], "trials": trials,
+            CONFIRMATION_KEY: confirmation}
 
 
 def extension_trials(manifest: dict[str, Any], name: str, task: str) -> list[dict[str, Any]]:

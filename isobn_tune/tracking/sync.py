@@ -34,6 +34,7 @@ from isobn_tune.sweep.directory import (
     sweep_tracking_uri,
 )
 from isobn_tune.sweep.errored_trials import ERRORED_FILE
+from isobn_tune.sweep.extension import is_confirmation
 from isobn_tune.tracking.logger import SweepTracker, result_rows
 from isobn_tune.tracking.outage import unreachable
 
@@ -62,14 +63,16 @@ def sync_sweep(tracker: SweepTracker, sweep_dir: SweepDir, manifest: dict) -> Sy
         if trials is None:
             continue
         errors = _recorded_errors(experiment)
-        logger = tracker.callback(task)
+        confirmation = is_confirmation(manifest, experiment.extension)
+        logger = tracker.callback(task, confirmation=confirmation)
         for trial in trials:
             errored = trial.status == Trial.ERROR or trial.trial_id in errors
             ended = errored or trial.status == Trial.TERMINATED
             complete[task] = complete[task] and ended
             rows = result_rows(trial.storage.storage_filesystem, trial.path)
             records.setdefault(task, []).append(
-                record_from_result(trial.trial_id, trial.config, trial.last_result, errored, rows))
+                record_from_result(trial.trial_id, trial.config, trial.last_result, errored, rows,
+                                   confirmation=confirmation))
             if trial.status == Trial.PENDING and not rows:
                 continue  # never started: no run yet
             epochs, end = logger.catch_up(trial, trials, rows, ended=ended, errored=errored,

@@ -30,10 +30,11 @@ from helpers import (
 from mlflow.tracking import MlflowClient
 
 from isobn_tune.cli import main
-from isobn_tune.results.aggregate import short_label
+from isobn_tune.results.aggregate import best_by_method, short_label, summarise_groups
 from isobn_tune.sweep.extension import parse_seeds
-from isobn_tune.tracking.names import GROUP_TAG, SEED_TAG, STATUS_TAG, group_metric
+from isobn_tune.tracking.names import CONFIRMATION_TAG, GROUP_TAG, SEED_TAG, STATUS_TAG, group_metric
 from isobn_tune.tracking.readback import records_from_mlflow
+from isobn_tune.tracking.report import print_report
 
 TIMEOUT_S = 300
 
@@ -139,7 +140,35 @@ def test_a_space_file_with_another_recipe_is_refused_in_one_line(sweep, extended
     assert "data.max_seq_length 64 is not the sweep's 32" in err
 
 
-@pytest.mark.parametrize(("args", "message"), [
+def test_confirm_runs_each_methods_best_at_fresh_seeds_and_only_they_confirm(sweep, extended_by_seeds, capsys):
+    """After the extensions above, seeds 1-4 selected; ``confirm --seeds 5`` runs the best
+    configuration of each method (by full-budget median over those seeds) once at seed 5."""
+    manifest = sweep.manifest()
+    assert main(["confirm", str(sweep.root), "--seeds", "4-5"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--seeds: 4 selected this sweep's configurations" in err and "\n" not in err
+    assert sweep.manifest() == manifest
+    selection = records_from_mlflow(sweep.tracking_uri, sweep.parent_run_id)
+    best = {m: s.group for (_, m), s in best_by_method(summarise_groups(selection)).items()}
+
+    assert main(["confirm", str(sweep.root), "--seeds", "5"]) == 0
+    entry = sweep.manifest()["extensions"][-1]
+    assert entry["confirmation"] is True and [p["seed"] for p in entry["trials"]["rte"]] == [5, 5]
+    records = records_from_mlflow(sweep.tracking_uri, sweep.parent_run_id)
+    confirmed = [r for r in records if r.confirmation]
+    assert {r.config.seed for r in records if r.confirmation} == {5} and len(confirmed) == 2
+    assert {r.method: r.group for r in confirmed} == best and not any(r.confirmation for r in selection)
+    runs = runs_by_trial(sweep.tracking_uri, sweep.parent_run_id)
+    assert {r.data.tags.get(CONFIRMATION_TAG) for r in runs.values() if r.data.tags[SEED_TAG] == "5"} == {"true"}
+    assert {CONFIRMATION_TAG in r.data.tags for r in runs.values() if r.data.tags[SEED_TAG] != "5"} == {False}
+    print_report(sweep.parent_run_id, tracking_uri=sweep.tracking_uri, fmt="json")
+    report = json.loads(capsys.readouterr().out)
+    assert report["confirmed_on"] == {"rte": [5]} and report["selected_on"] == {"rte": [1, 2, 3, 4]}
+    (row,) = [c for c in report["comparisons"] if c["role"] == "confirmatory"]
+    assert row["seeds"] == [5] and row["confirmed"] is True and row["verdict"] is None  # 1 pair: no test
+
+
+
     (["--top", "1"], "--top and --seeds go together"),
     (["--top", "1", "--seeds", "4-2"], "the range 4-2 is empty"),
     (["--top", "1", "--seeds", "x"], "use ranges and numbers"),
