@@ -118,7 +118,8 @@ def _parser() -> argparse.ArgumentParser:
                         "the confirmatory comparisons then use only these seeds",
         description="Select, then confirm: the best configuration of each method (cls_norm), by full-budget "
         "seed median on the sweep's own seeds, runs at --seeds (none of which may have selected) in the "
-        "sweep's directory and under its MLflow parent run. Interrupted, it continues with `isobn-tune resume`.",
+        "sweep's directory and under its MLflow parent run. Interrupted, it continues with "
+        "`isobn-tune resume`.",
     )
     confirm.add_argument("dir", help="the sweep directory `run` printed (<storage>/<name>)")
     confirm.add_argument("--seeds", required=True, help="fresh seeds: 6-15, 6,8,11 or 6-10,20")

@@ -72,8 +72,8 @@ class SweepComparisons:
     confirmed_on: dict[str, tuple[int, ...]]
 
     def confirmatory(self, task: str, method: str) -> ComparisonRow | None:
-        return next((r for r in self.rows if r.role == CONFIRMATORY and r.task == task and r.method == method),
-                    None)
+        return next((r for r in self.rows
+                     if r.role == CONFIRMATORY and r.task == task and r.method == method), None)
 
     def confirmed(self, row: ComparisonRow) -> bool | None:
         """Whether a confirmatory row pairs confirmation seeds (None for an exploratory row)."""
@@ -156,7 +156,8 @@ def compare_sweep(records: Iterable[TrialRecord], *, compare: Sequence[str] | No
             named = {g.label: g for g in groups}
             if compare[0] in named and compare[1] in named:
                 a, b = named[compare[0]], named[compare[1]]
-                exploratory.append(exploratory_row(_task_comparison(task, a, b, matched_pairs(a, b)), alpha=alpha))
+                asked = _task_comparison(task, a, b, matched_pairs(a, b))
+                exploratory.append(exploratory_row(asked, alpha=alpha))
     rows = [r if confirmed_on.get(r.task) else replace(r, note="; ".join(filter(None, [UNCONFIRMED, r.note])))
             for r in confirmatory_rows(confirmatory, alpha=alpha)]
     return SweepComparisons(rows=rows + exploratory, summary=summarise_confirmatory(rows, alpha=alpha),
@@ -209,25 +210,26 @@ def result_text(row: ComparisonRow) -> str:
 def comparisons_markdown(result: SweepComparisons) -> str:
     """Every comparison row as Markdown, the count of tasks significant after Holm, the summary per
     metric, and which seeds selected and which confirmed."""
-    lines = ["| task | role | A | B | A − B: estimate [interval] (level, Holm-adjusted p): verdict | "
-             "n | epochs | seeds | note |", "|" + "---|" * 9]
+    lines = [("| task | role | A | B | A − B: estimate [interval] (level, Holm-adjusted p): verdict | "
+              "n | epochs | seeds | note |"), "|" + "---|" * 9]
     for r in result.rows:
         name = f"**{r.a}**" if r.role == CONFIRMATORY else r.a
         lines.append(f"| {r.task} | {r.role} | {name} | {r.b} | {result_text(r)} | {r.n_pairs} | "
                      f"{r.budget_epochs} | {seeds_text(r.seeds)} | {r.note} |")
     s = result.summary
-    notes = [f"Differences in {UNIT}. Estimate: Hodges-Lehmann; interval: exact (ordered Walsh "
+    notes = [(f"Differences in {UNIT}. Estimate: Hodges-Lehmann; interval: exact (ordered Walsh "
              f"averages) at its real level; p: exact two-sided Wilcoxon signed-rank, Holm-adjusted over "
              f"the {s.n_comparisons} confirmatory comparisons (**bold**: each method's best against the "
              f"baseline's best, full budget). A verdict needs adjusted p ≤ {ALPHA:g}, i.e. an interval "
              f"without 0. Exploratory rows (any other configuration, at the last epoch both reached) "
-             f"have no verdict."]
+             f"have no verdict.")]
     if s.n_comparisons:
         notes.append(f"Significant after correction: {s.n_significant} of {s.n_comparisons} "
                      f"({s.n_a_better} better, {s.n_b_better} worse; {s.n_tested} tested).")
-        notes += [f"{m.method} on {m.metric} ({', '.join(m.tasks)}): mean estimate {_signed(m.mean_estimate)}, "
-                  f"{m.n_a_better} better, {m.n_b_better} worse, {m.n_not_distinguishable} not "
-                  f"distinguishable, {m.n_untested} untested." for m in s.strata]
+        notes += [(f"{m.method} on {m.metric} ({', '.join(m.tasks)}): mean estimate "
+                   f"{_signed(m.mean_estimate)}, {m.n_a_better} better, {m.n_b_better} worse, "
+                   f"{m.n_not_distinguishable} not distinguishable, {m.n_untested} untested.")
+                  for m in s.strata]
     for task, selected in result.selected_on.items():
         confirmed = result.confirmed_on.get(task, ())
         notes.append(f"{task}: selected on seeds {seeds_text(selected)}; " + (

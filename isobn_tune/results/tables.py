@@ -51,7 +51,8 @@ def method_table(summaries: Iterable[GroupSummary], comparisons: SweepComparison
 
 def comparison_dicts(comparisons: SweepComparisons) -> list[dict[str, Any]]:
     """Every comparison row as JSON holds it (:data:`COMPARISON_COLUMNS`; NaN as None)."""
-    return [row.to_dict() | {"confirmed": comparisons.confirmed(row), "unit": UNIT} for row in comparisons.rows]
+    return [row.to_dict() | {"confirmed": comparisons.confirmed(row), "unit": UNIT}
+            for row in comparisons.rows]
 
 
 def comparisons_csv(comparisons: SweepComparisons) -> str:

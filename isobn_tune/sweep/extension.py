@@ -76,11 +76,13 @@ def check_fresh_seeds(manifest: dict[str, Any], seeds: Sequence[int]) -> None:
     """A confirmation on a seed that selected would test the winner on the scores that chose it."""
     overlap = sorted(set(seeds) & selection_seeds(manifest))
     if overlap:
-        raise UserError(f"--seeds: {', '.join(map(str, overlap))} selected this sweep's configurations (its "
-                        f"seeds: {', '.join(map(str, sorted(selection_seeds(manifest))))}); confirm on fresh seeds")
+        chosen_on = ", ".join(map(str, sorted(selection_seeds(manifest))))
+        raise UserError(f"--seeds: {', '.join(map(str, overlap))} selected this sweep's configurations "
+                        f"(its seeds: {chosen_on}); confirm on fresh seeds")
 
 
-def confirmation_points(records: Sequence[TrialRecord], task: str, seeds: Sequence[int]) -> list[dict[str, Any]]:
+def confirmation_points(records: Sequence[TrialRecord], task: str, seeds: Sequence[int]
+                        ) -> list[dict[str, Any]]:
     """The grid points of the best configuration of each method of ``task`` (highest full-budget
     seed median over the selection trials) at each of ``seeds``, methods in name order."""
     selection = [r for r in records if r.config.task == task and not r.confirmation]

@@ -41,8 +41,8 @@ from isobn_tune.sweep.directory import stored_uri
 from isobn_tune.sweep.errored_trials import EveryErroredTrial, last_error_line
 from isobn_tune.tracking.names import (
     BEST_DEV_METRIC,
-    EPOCH_METRIC,
     CONFIRMATION_TAG,
+    EPOCH_METRIC,
     ERROR_TAG,
     EXPERIMENT_KIND_TAG,
     EXPERIMENT_KIND_TRAINING,

@@ -45,7 +45,7 @@ METHOD_TAG = "isobn.method"
 ERROR_TAG = "isobn.error"
 NEAR_IDENTITY_TAG = "isobn.near_identity"  # "true": IsoBN ended within 1% of the identity
 RETRIED_TAG = "isobn.retried"
-# "true": run by `isobn-tune confirm` at fresh seeds, so it confirms and never selects (TrialRecord.confirmation)
+# "true": run by `isobn-tune confirm` at fresh seeds: it confirms, never selects (TrialRecord.confirmation)
 CONFIRMATION_TAG = "isobn.confirmation"
 # Why a race (scheduler race_by_config) stopped the trial's configuration, on each of its seeds' runs.
 RACE_EPOCH_TAG = "isobn.race.epoch"  # the epoch it stopped at

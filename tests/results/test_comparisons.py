@@ -73,7 +73,8 @@ def test_below_six_pairs_there_is_no_test_in_markdown_csv_and_json() -> None:
                   if r["task"] == "rte" and r["role"] == CONFIRMATORY]
     assert csv_row["verdict"] == csv_row["p_value"] == "" and text in csv_row["note"]
     assert csv_row["unit"] == UNIT
-    (json_row,) = [r for r in results.as_json()["comparisons"] if r["task"] == "rte" and r["role"] == CONFIRMATORY]
+    (json_row,) = [r for r in results.as_json()["comparisons"]
+                   if r["task"] == "rte" and r["role"] == CONFIRMATORY]
     assert json_row["verdict"] is None and text in json_row["note"] and json_row["seeds"] == [1, 2, 3]
     assert "3/3 seeds better, range [" in results.table_markdown()
 
@@ -100,7 +101,8 @@ def test_named_configurations_are_compared_where_both_ran() -> None:
 
 def test_confirmatory_rows_use_only_the_confirmation_seeds_and_say_which_selected() -> None:
     # Selected on seeds 1-3 (where the baseline looks better), confirmed on 6-12 (a true +2 gain).
-    selection = records(EFFECTS | {("isobn", 2e-5): -3.0, ("isobn", 5e-5): -1.0}, tasks=("rte",), seeds=range(1, 4))
+    chosen = EFFECTS | {("isobn", 2e-5): -3.0, ("isobn", 5e-5): -1.0}
+    selection = records(chosen, tasks=("rte",), seeds=range(1, 4))
     best = {("none", 2e-5): 0.0, ("isobn", 5e-5): 2.0}  # the selected configurations of each method
     fresh = [replace(r, confirmation=True) for r in records(best, tasks=("rte",), seeds=range(6, 13), seed=1)]
     results = sweep_results(selection + fresh)

@@ -140,7 +140,8 @@ def test_a_space_file_with_another_recipe_is_refused_in_one_line(sweep, extended
     assert "data.max_seq_length 64 is not the sweep's 32" in err
 
 
-def test_confirm_runs_each_methods_best_at_fresh_seeds_and_only_they_confirm(sweep, extended_by_seeds, capsys):
+def test_confirm_runs_each_methods_best_at_fresh_seeds_and_only_they_confirm(sweep, extended_by_seeds,
+                                                                             capsys):
     """After the extensions above, seeds 1-4 selected; ``confirm --seeds 5`` runs the best
     configuration of each method (by full-budget median over those seeds) once at seed 5."""
     manifest = sweep.manifest()
@@ -159,8 +160,8 @@ def test_confirm_runs_each_methods_best_at_fresh_seeds_and_only_they_confirm(swe
     assert {r.config.seed for r in records if r.confirmation} == {5} and len(confirmed) == 2
     assert {r.method: r.group for r in confirmed} == best and not any(r.confirmation for r in selection)
     runs = runs_by_trial(sweep.tracking_uri, sweep.parent_run_id)
-    assert {r.data.tags.get(CONFIRMATION_TAG) for r in runs.values() if r.data.tags[SEED_TAG] == "5"} == {"true"}
-    assert {CONFIRMATION_TAG in r.data.tags for r in runs.values() if r.data.tags[SEED_TAG] != "5"} == {False}
+    tagged = {r.data.tags[SEED_TAG]: r.data.tags.get(CONFIRMATION_TAG) for r in runs.values()}
+    assert {seed: tag for seed, tag in tagged.items() if tag} == {"5": "true"}
     print_report(sweep.parent_run_id, tracking_uri=sweep.tracking_uri, fmt="json")
     report = json.loads(capsys.readouterr().out)
     assert report["confirmed_on"] == {"rte": [5]} and report["selected_on"] == {"rte": [1, 2, 3, 4]}
@@ -168,7 +169,7 @@ def test_confirm_runs_each_methods_best_at_fresh_seeds_and_only_they_confirm(swe
     assert row["seeds"] == [5] and row["confirmed"] is True and row["verdict"] is None  # 1 pair: no test
 
 
-
+@pytest.mark.parametrize(("args", "message"), [
     (["--top", "1"], "--top and --seeds go together"),
     (["--top", "1", "--seeds", "4-2"], "the range 4-2 is empty"),
     (["--top", "1", "--seeds", "x"], "use ranges and numbers"),
