@@ -63,13 +63,15 @@ class PairedScores:
 @dataclass(frozen=True)
 class SweepComparisons:
     """Every comparison row of a sweep (confirmatory first, in task and method order, then
-    exploratory), their summary across tasks, and per task the seeds that selected the best
-    configurations and those that confirmed them (empty: not confirmed)."""
+    exploratory), their summary across tasks, per task the seeds that selected the best
+    configurations and those that confirmed them (empty: not confirmed), and the (task, method)
+    whose confirmatory row pairs confirmation seeds."""
 
     rows: list[ComparisonRow]
     summary: ConfirmatorySummary
     selected_on: dict[str, tuple[int, ...]]
     confirmed_on: dict[str, tuple[int, ...]]
+    confirmed_rows: frozenset[tuple[str, str]] = frozenset()
 
     def confirmatory(self, task: str, method: str) -> ComparisonRow | None:
         return next((r for r in self.rows
@@ -77,7 +79,7 @@ class SweepComparisons:
 
     def confirmed(self, row: ComparisonRow) -> bool | None:
         """Whether a confirmatory row pairs confirmation seeds (None for an exploratory row)."""
-        return bool(self.confirmed_on.get(row.task)) if row.role == CONFIRMATORY else None
+        return (row.task, row.method) in self.confirmed_rows if row.role == CONFIRMATORY else None
 
 
 def seed_scores(summary: GroupSummary) -> dict[int, float]:
@@ -131,6 +133,7 @@ def compare_sweep(records: Iterable[TrialRecord], *, compare: Sequence[str] | No
     exploratory: list[ComparisonRow] = []
     selected_on: dict[str, tuple[int, ...]] = {}
     confirmed_on: dict[str, tuple[int, ...]] = {}
+    confirmed_rows: set[tuple[str, str]] = set()
     for task, groups in sorted(by_task.items()):
         best = _best_by_method([g for g in groups if g.values])
         ref = best.get(baseline)
@@ -141,10 +144,11 @@ def compare_sweep(records: Iterable[TrialRecord], *, compare: Sequence[str] | No
                 if method == baseline:
                     continue
                 fresh = (confirmation.get((task, top.group)), confirmation.get((task, ref.group)))
-                if fresh[0] is not None and fresh[1] is not None:
-                    scores = full_budget_pairs(*fresh)
+                scores = full_budget_pairs(*fresh) if None not in fresh else None
+                if scores is not None and scores.seeds:
                     confirmed_seeds.update(scores.seeds)
-                else:
+                    confirmed_rows.add((task, method))
+                else:  # not confirmed (yet, or its best changed since): the seeds that selected it
                     scores = full_budget_pairs(top, ref)
                 confirmatory.append(_task_comparison(task, top, ref, scores))
             confirmed_on[task] = tuple(sorted(confirmed_seeds))
@@ -158,10 +162,12 @@ def compare_sweep(records: Iterable[TrialRecord], *, compare: Sequence[str] | No
                 a, b = named[compare[0]], named[compare[1]]
                 asked = _task_comparison(task, a, b, matched_pairs(a, b))
                 exploratory.append(exploratory_row(asked, alpha=alpha))
-    rows = [r if confirmed_on.get(r.task) else replace(r, note="; ".join(filter(None, [UNCONFIRMED, r.note])))
+    rows = [r if (r.task, r.method) in confirmed_rows
+            else replace(r, note="; ".join(filter(None, [UNCONFIRMED, r.note])))
             for r in confirmatory_rows(confirmatory, alpha=alpha)]
     return SweepComparisons(rows=rows + exploratory, summary=summarise_confirmatory(rows, alpha=alpha),
-                            selected_on=selected_on, confirmed_on=confirmed_on)
+                            selected_on=selected_on, confirmed_on=confirmed_on,
+                            confirmed_rows=frozenset(confirmed_rows))
 
 
 def _best_by_method(groups: list[GroupSummary]) -> dict[str, GroupSummary]:

@@ -125,3 +125,13 @@ def test_a_sweep_without_a_baseline_has_no_comparisons() -> None:
     only_isobn = {k: v for k, v in EFFECTS.items() if k[0] == "isobn"}
     result = compare_sweep(records(only_isobn))
     assert result.rows == [] and result.summary.n_comparisons == 0
+
+
+def test_a_best_without_confirmation_trials_stays_unconfirmed() -> None:
+    """Confirmation trials of a configuration that is not (or no longer) its method's best confirm nothing."""
+    fresh = [replace(r, confirmation=True) for r in records({("none", 2e-5): 0.0, ("isobn", 5e-5): 0.0},
+                                                             tasks=("rte",), seeds=range(6, 9))]
+    results = sweep_results(records(EFFECTS, tasks=("rte",)) + fresh)
+    row = results.comparisons.confirmatory("rte", "isobn")
+    assert row.a == BEST_ISOBN and row.seeds == (1, 2, 3, 4, 5) and row.note.startswith(UNCONFIRMED)
+    assert results.comparisons.confirmed(row) is False and results.comparisons.confirmed_on == {"rte": ()}
