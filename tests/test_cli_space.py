@@ -105,7 +105,7 @@ def test_summary_lists_axes_counts_and_scheduler() -> None:
     assert "seed        1, 2, 3" in text
     assert "trials per task: 6" in text
     assert "total trials: 6" in text
-    assert "scheduler: asha (grace_period 1, reduction_factor 2.0)" in text
+    assert "scheduler: fifo" in text
 
 
 def test_summary_of_an_optuna_sweep_shows_the_ranges() -> None:

@@ -2,7 +2,7 @@
 (``GLUE_DIR`` unset) and no network; its console in a pipe; its log; ``isobn-tune ui`` on it; and
 what the MLflow UI then shows in headless Chromium.
 
-The default run keeps the quickstart's shape (6 trials, 2 epochs, ASHA, the bundled rows, the real
+The default run keeps the quickstart's shape (6 trials, 2 epochs, FIFO, the bundled rows, the real
 MiniLM tokenizer) with the tiny random-init encoder of the other end-to-end tests on fewer rows, so
 it takes about half a minute; the ``slow`` test runs the quickstart exactly as the README says.
 """
@@ -29,8 +29,9 @@ from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
 from isobn_tune.data import sample_glue
+from isobn_tune.results.paired_tests import too_few_text
 from isobn_tune.runner import run_sweep
-from isobn_tune.tracking.names import FIGURES_ARTIFACT_DIR, STATUS_TAG, TRIAL_TAG, UI_WORKFLOW_QUERY
+from isobn_tune.tracking.names import FIGURES_ARTIFACT_DIR, STATUS_TAG, UI_WORKFLOW_QUERY
 from isobn_tune.tracking.readback import child_runs
 
 QUICKSTART = "search_spaces/quickstart.yaml"
@@ -120,25 +121,20 @@ def test_the_console_shows_a_summary_in_a_pipe(quickstart: Quickstart) -> None:
     assert_a_short_useful_console(quickstart)
 
 
-def test_no_early_stopped_score_is_in_a_median(quickstart: Quickstart) -> None:
-    """ASHA stops trials after epoch 1: the table's n counts only trials that ran both epochs, and
-    each stopped one is named under it with its epoch."""
+def test_every_seed_is_in_a_median_and_three_seeds_get_no_verdict(quickstart: Quickstart) -> None:
+    """FIFO: every trial runs both epochs, so each method's median is over its 3 seeds, and the
+    comparison says how many seeds were better and that 3 are too few for a test."""
     manifest = json.loads((quickstart.sweep_root / "sweep.json").read_text())
     client = MlflowClient(manifest["tracking_uri"])
     children = child_runs(client, client.get_run(manifest["parent_run_id"]).info.experiment_id,
                           manifest["parent_run_id"])
-    status = {run.data.tags[TRIAL_TAG]: run.data.tags[STATUS_TAG] for run in children}
+    assert {run.data.tags[STATUS_TAG] for run in children} == {"finished"}
     lines = quickstart.lines
     header = lines.index("| task | isobn | none | isobn − none |")
     cells = lines[header + 2].split(" | ")
-    for method, cell in zip(("isobn", "none"), cells[1:3], strict=True):
-        finished = [r for r in children if r.data.params["cls_norm"] == method
-                    and status[r.data.tags[TRIAL_TAG]] == "finished"]
-        assert cell.endswith(f"(n={len(finished)})") if finished else cell == "–"
-    stopped = [trial_id for trial_id, s in status.items() if s == "stopped"]
-    assert stopped  # ASHA at its first rung
-    left_out = next(line for line in lines if line.startswith("stsb, in no median: "))
-    assert all(f"{trial_id} (" in left_out and "epoch 1)" in left_out for trial_id in stopped)
+    assert cells[1].endswith("(n=3)") and cells[2].endswith("(n=3)")
+    assert "/3 seeds better, range [" in cells[3] and too_few_text() in cells[3]
+    assert not [line for line in lines if "in no median" in line]
 
 
 def test_everything_else_goes_to_the_sweep_log(quickstart: Quickstart) -> None:
