@@ -208,7 +208,7 @@ def result_text(row: ComparisonRow) -> str:
                 f"({100 * row.ci_level:.1f}%{p})")
         return f"{text}: {row.verdict}" if row.verdict else text
     if row.n_pairs == 0:
-        return row.note
+        return "–"  # the note says why
     return (f"{_signed(row.estimate)}, {row.n_better}/{row.n_pairs} seeds better, range "
             f"[{_signed(row.diff_min)}, {_signed(row.diff_max)}]")
 
