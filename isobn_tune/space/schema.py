@@ -348,7 +348,8 @@ class SweepSpace(StrictModel):
         if not isinstance(raw, dict):
             return raw
         scheduler, grid = raw.get("scheduler"), raw.get("grid")
-        section = SCHEDULERS.get(scheduler.get("type")) if isinstance(scheduler, dict) else None
+        kind = scheduler.get("type") if isinstance(scheduler, dict) else None
+        section = SCHEDULERS.get(kind) if isinstance(kind, str) else None
         if section is None or not issubclass(section, GroupSection) or "keep_best_per" in scheduler:
             return raw
         methods = grid.get(STRATUM_KEY) if isinstance(grid, dict) else None
