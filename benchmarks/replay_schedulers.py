@@ -27,7 +27,6 @@ from pathlib import Path
 
 import numpy as np
 
-from isobn_tune.schedulers.registry import SCHEDULERS
 from isobn_tune.sweep.replay import (
     Schedule,
     TaskGrid,
@@ -66,7 +65,8 @@ def write_synthetic_bank(folder: Path, *, seeds: int = 16, epochs: int = 6, effe
     rng = np.random.default_rng(seed)
     folder.mkdir(parents=True, exist_ok=True)
     seed_list = list(range(1, seeds + 1))
-    (folder / "space.yaml").write_text(SYNTHETIC_SPACE.format(seeds=", ".join(map(str, seed_list)), epochs=epochs))
+    space = SYNTHETIC_SPACE.format(seeds=", ".join(map(str, seed_list)), epochs=epochs)
+    (folder / "space.yaml").write_text(space)
     shared = rng.normal(0, 1.0, seeds)  # points
     lines = ["task,cls_norm,config,seed,epoch,score"]
     for method, lift in (("none", 0.0), ("isobn", effect)):
@@ -119,9 +119,11 @@ def schedules(source: str, seeds: int) -> dict[str, Schedule]:
         "median_by_config": ["scheduler.type=median_by_config", "scheduler.keep_best_per=cls_norm"],
         "race_by_config, keep_best_per=cls_norm": ["scheduler.type=race_by_config",
                                                   "scheduler.keep_best_per=cls_norm"],
-        "race_by_config, keep_best_per=null": ["scheduler.type=race_by_config", "scheduler.keep_best_per=null"],
+        "race_by_config, keep_best_per=null": ["scheduler.type=race_by_config",
+                                               "scheduler.keep_best_per=null"],
     }
-    found: dict[str, Schedule] = {"fifo (full grid)": fifo_schedule, "per-trial ASHA (rf 2)": per_trial_asha()}
+    found: dict[str, Schedule] = {"fifo (full grid)": fifo_schedule,
+                                  "per-trial ASHA (rf 2)": per_trial_asha()}
     for label, overrides in rules.items():
         found[label] = schedule_of(load_source(source, ["scheduler={}", *overrides]).space, seeds)
     found["top third after epoch 1"] = top_third_after_epoch_1
@@ -131,17 +133,21 @@ def schedules(source: str, seeds: int) -> dict[str, Schedule]:
 def table(source: str, *, repeats: int, seeds: int | None) -> str:
     loaded = load_source(source)
     k = check_seeds(loaded.grids, seeds)
-    rows = ["| scheduler | trial-epochs / grid: median (range) | best within 0.5 pt | verdict agreement | A/A false verdicts |",
-            "|---|---|---|---|---|"]
+    rows = [("| scheduler | trial-epochs / grid: median (range) | best within 0.5 pt | verdict agreement "
+             "| A/A false verdicts |"), "|---|---|---|---|---|"]
     for label, schedule in schedules(source, k).items():
         f = replay(loaded, schedule, seeds=k, repeats=repeats)
         cf = f["compute_fraction"]
-        pct = (lambda v: "n/a" if v is None else f"{100 * v:.1f}%")  # noqa: E731
         rows.append(f"| {label} | {cf['median']:.3f} ({cf['low']:.3f}-{cf['high']:.3f}) | "
                     f"{pct(f['best_within_half_point'])} | {pct(f['verdict_agreement'])} | "
                     f"{pct(f['aa_false_verdict'])} |")
     seeds_total = len(loaded.grids[0].seeds)
-    return f"{repeats} replays each, {k} of {seeds_total} seeds for selection, the rest held out\n\n" + "\n".join(rows)
+    head = f"{repeats} replays each, {k} of {seeds_total} seeds for selection, the rest held out"
+    return head + "\n\n" + "\n".join(rows)
+
+
+def pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.1f}%"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -156,8 +162,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.synthetic:
         with tempfile.TemporaryDirectory() as folder:
             bank = write_synthetic_bank(Path(folder))
-            print("SYNTHETIC bank (made-up scores, see the docstring): 2 methods x 3 lr x 16 seeds x 6 epochs, "
-                  "IsoBN +2 points")
+            print("SYNTHETIC bank (made-up scores, see the docstring): 2 methods x 3 lr x 16 seeds "
+                  "x 6 epochs, IsoBN +2 points")
             print(table(str(bank), repeats=args.repeats, seeds=args.seeds))
     else:
         print(table(args.bank, repeats=args.repeats, seeds=args.seeds))

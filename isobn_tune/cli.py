@@ -134,7 +134,8 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument("--seeds", type=int, metavar="K", help="seeds per configuration used for selection "
                         "(default: all but the 6 held out for the verdict)")
     replay.add_argument("--repeats", type=int, default=200, metavar="N", help="random replays (default 200)")
-    replay.add_argument("--format", default="md", dest="fmt", choices=("md", "json"), help="md (default) or json")
+    replay.add_argument("--format", default="md", dest="fmt", choices=("md", "json"),
+                        help="md (default) or json")
     replay.set_defaults(func=_replay)
 
     export = sub.add_parser("export", help="a trial's best-epoch model as a directory that "

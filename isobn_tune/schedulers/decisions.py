@@ -94,7 +94,8 @@ class GroupRule:
     new_members_first = False  # the race's breadth first: see RaceByConfig
 
     def __init__(
-        self, *, max_t: float | None, seeds_per_group: int | None, mode: str | None, keep_best_per: bool = False
+        self, *, max_t: float | None, seeds_per_group: int | None, mode: str | None,
+        keep_best_per: bool = False,
     ) -> None:
         if max_t is not None and not max_t > 0:
             raise UserError(f"{type(self).__name__}: max_t={max_t} must be > 0")
@@ -136,8 +137,8 @@ class GroupRule:
         self.sign = 1.0 if mode == "max" else -1.0
 
     def add(
-        self, member: Member, *, ended: bool = False, last_epoch: float | None = None, pending: bool = True,
-        stratum: Hashable = None,
+        self, member: Member, *, ended: bool = False, last_epoch: float | None = None,
+        pending: bool = True, stratum: Hashable = None,
     ) -> str | None:
         """A seed exists (again, after a restore: ``last_epoch`` is the last epoch its saved state
         holds, ``pending`` whether it has not started since); ``stratum``: its configuration's

@@ -68,7 +68,8 @@ class TaskGrid:
 
     @property
     def best_so_far(self) -> np.ndarray:
-        """What the schedulers decide on: the best score up to each epoch (the paper keeps the best epoch)."""
+        """What the schedulers decide on: the best score up to each epoch (the paper keeps the
+        best epoch)."""
         return np.maximum.accumulate(self.scores, axis=2)
 
 
@@ -115,8 +116,12 @@ def _validated(raw: dict[str, Any], overrides: Sequence[str], where: Path) -> Sw
     return space
 
 
+Row = tuple[str, str, str, Any, int, float]
+"""(task, cls_norm, config label, seed, epoch, score): one recorded score."""
+
+
 def _read_bank(path: Path, space: SweepSpace) -> list[TaskGrid]:
-    rows: list[tuple[str, str, str, Any, int, float]] = []
+    rows: list[Row] = []
     files = sorted(path.glob("*.csv"))
     if not files:
         raise UserError(f"{path}: a bank needs per-epoch CSV files beside {BANK_SPACE}")
@@ -136,7 +141,7 @@ def _read_bank(path: Path, space: SweepSpace) -> list[TaskGrid]:
 
 def _read_sweep(path: Path, space: SweepSpace) -> list[TaskGrid]:
     """Every trial's per-epoch objective from Tune's ``params.json`` and ``result.json``."""
-    rows: list[tuple[str, str, str, Any, int, float]] = []
+    rows: list[Row] = []
     for task in space.tasks:
         for trial in sorted(p for p in (path / task).glob("*/") if (p / "params.json").is_file()):
             config = json.loads((trial / "params.json").read_text())
@@ -154,7 +159,7 @@ def _read_sweep(path: Path, space: SweepSpace) -> list[TaskGrid]:
     return _grids(rows, space, f"{path} (unfinished sweep?)")
 
 
-def _grids(rows: list[tuple[str, str, str, Any, int, float]], space: SweepSpace, where: str) -> list[TaskGrid]:
+def _grids(rows: list[Row], space: SweepSpace, where: str) -> list[TaskGrid]:
     epochs = space.recipe.max_epochs
     grids = []
     for task in sorted({row[0] for row in rows}):
@@ -365,9 +370,12 @@ def markdown(figures: dict[str, Any], title: str) -> str:
         "| figure | value |",
         "|---|---|",
         f"| trial-epochs / grid's | median {cf['median']:.3f} (range {cf['low']:.3f} to {cf['high']:.3f}) |",
-        f"| each method's choice within 0.5 points of its full-grid best | {pct(figures['best_within_half_point'])} |",
-        f"| confirmatory verdict as the full grid's (held-out seeds) | {pct(figures['verdict_agreement'])} |",
-        f"| A/A false verdicts (disjoint seed halves of one configuration) | {pct(figures['aa_false_verdict'])} |",
+        (f"| each method's choice within 0.5 points of its full-grid best "
+         f"| {pct(figures['best_within_half_point'])} |"),
+        (f"| confirmatory verdict as the full grid's (held-out seeds) "
+         f"| {pct(figures['verdict_agreement'])} |"),
+        (f"| A/A false verdicts (disjoint seed halves of one configuration) "
+         f"| {pct(figures['aa_false_verdict'])} |"),
     ])
 
 

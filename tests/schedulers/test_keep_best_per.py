@@ -53,8 +53,8 @@ def run(rule: GroupRule) -> dict[str, int]:
 RULES = {
     "asha_by_config": lambda keep: GroupSuccessiveHalving(max_t=MAX_T, grace_period=1, reduction_factor=2,
                                                          mode="max", keep_best_per=keep),
-    "median_by_config": lambda keep: GroupMedianStoppingRule(grace_period=1, min_groups_required=1, max_t=MAX_T,
-                                                           mode="max", keep_best_per=keep),
+    "median_by_config": lambda keep: GroupMedianStoppingRule(grace_period=1, min_groups_required=1,
+                                                           max_t=MAX_T, mode="max", keep_best_per=keep),
     "race_by_config": lambda keep: RaceByConfig(min_epochs=1, alpha=0.05, max_t=MAX_T, mode="max",
                                                keep_best_per=keep),
 }

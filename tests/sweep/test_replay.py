@@ -18,7 +18,15 @@ from isobn_tune.cli import main
 from isobn_tune.errors import UserError
 from isobn_tune.schedulers.asha_by_config import GroupSuccessiveHalving
 from isobn_tune.schedulers.race_by_config import RaceByConfig
-from isobn_tune.sweep.replay import JSON_KEYS, TaskGrid, drive, load_source, replay, replay_report, schedule_of
+from isobn_tune.sweep.replay import (
+    JSON_KEYS,
+    TaskGrid,
+    drive,
+    load_source,
+    replay,
+    replay_report,
+    schedule_of,
+)
 
 BENCHMARK = Path(__file__).resolve().parents[2] / "benchmarks" / "replay_schedulers.py"
 
