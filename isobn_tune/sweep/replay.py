@@ -142,21 +142,25 @@ def _read_bank(path: Path, space: SweepSpace) -> list[TaskGrid]:
 def _read_sweep(path: Path, space: SweepSpace) -> list[TaskGrid]:
     """Every trial's per-epoch objective from Tune's ``params.json`` and ``result.json``."""
     rows: list[Row] = []
+    unfinished: list[str] = []
     for task in space.tasks:
         for trial in sorted(p for p in (path / task).glob("*/") if (p / "params.json").is_file()):
             config = json.loads((trial / "params.json").read_text())
-            seed = seed_of(config)
-            label = group_key(config)
-            method = value_at(config, STRATUM_KEY)
+            seed, label, method = seed_of(config), group_key(config), value_at(config, STRATUM_KEY)
             result = trial / "result.json"
             lines = result.read_text().splitlines() if result.is_file() else []
-            for line in lines:
-                record = json.loads(line)
-                if OBJECTIVE in record and "epoch" in record:
-                    rows.append((task, method, label, seed, int(record["epoch"]), float(record[OBJECTIVE])))
+            records = [json.loads(line) for line in lines]
+            epochs = {int(r["epoch"]): float(r[OBJECTIVE]) for r in records if {OBJECTIVE, "epoch"} <= r.keys()}
+            if len(epochs) < space.recipe.max_epochs:
+                unfinished.append(f"{task}/{trial.name}")
+            rows += [(task, method, label, seed, epoch, value) for epoch, value in epochs.items()]
+    if unfinished:
+        raise UserError(f"{path}: unfinished sweep: {len(unfinished)} trial(s) did not report all "
+                        f"{space.recipe.max_epochs} epochs (e.g. {unfinished[0]}); finish it with "
+                        "`isobn-tune resume` or replay a finished one")
     if not rows:
         raise UserError(f"{path}: no trial results found (Tune's result.json under each task's folder)")
-    return _grids(rows, space, f"{path} (unfinished sweep?)")
+    return _grids(rows, space, str(path))
 
 
 def _grids(rows: list[Row], space: SweepSpace, where: str) -> list[TaskGrid]:

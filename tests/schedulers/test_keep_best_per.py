@@ -8,12 +8,17 @@ none group is decided against the isobn groups already recorded there.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from isobn_tune.schedulers.asha_by_config import GroupSuccessiveHalving
 from isobn_tune.schedulers.decisions import PAUSE, STOP, GroupRule, Member
 from isobn_tune.schedulers.median_by_config import GroupMedianStoppingRule
 from isobn_tune.schedulers.race_by_config import RaceByConfig
+from isobn_tune.space.loading import load_space
+
+QUICKSTART = Path(__file__).resolve().parents[2] / "search_spaces" / "quickstart.yaml"  # none vs isobn
 
 SEEDS = (1, 2, 3, 4, 5, 6)
 MAX_T = 4
@@ -82,3 +87,18 @@ def test_the_race_is_run_against_each_methods_own_incumbent() -> None:
 
     assert rule.stops["n2"].incumbent == "n1"
     assert rule.stops["i2"].incumbent == "i1"
+
+
+@pytest.mark.parametrize(("overrides", "expected"), [
+    ([], "cls_norm"),  # the quickstart crosses none and isobn
+    (["grid.cls_norm=[isobn]"], None),
+    (["scheduler.keep_best_per=null"], None),
+])
+@pytest.mark.parametrize("kind", RULES)
+def test_keep_best_per_defaults_to_cls_norm_with_several_methods(kind, overrides, expected) -> None:
+    scheduler = ["scheduler={}", f"scheduler.type={kind}", "grid.seeds=[1,2,3,4,5]"]
+    space = load_space(QUICKSTART, [*scheduler, *overrides])
+
+    assert space.scheduler.keep_best_per == expected
+    assert space.scheduler.rule(space.scheduler_facts()).keep_best_per is (expected is not None)
+    assert space.scheduler.rule(space.scheduler_facts()).mode == "max"

@@ -127,7 +127,9 @@ def test_bad_sources_and_seeds_are_one_line_errors(bench, tmp_path: Path) -> Non
         (tmp_path, None, "neither a sweep directory"),
         (tmp_path / "sweep", None, "ran scheduler asha"),
         (bank, 3, "--seeds 3: must be in 1..2"),
+        (bank, ["scheduler.type=asha"], "scheduler.type='asha' cannot be replayed without Ray"),
     ]:
+        overrides, seeds = (seeds, None) if isinstance(seeds, list) else ((), seeds)
         with pytest.raises(UserError, match=says) as error:
-            replay_report(str(source), seeds=seeds, repeats=2)
+            replay_report(str(source), overrides, seeds=seeds, repeats=2)
         assert "\n" not in str(error.value)

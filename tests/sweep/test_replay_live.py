@@ -121,3 +121,8 @@ def test_the_replay_reads_a_fifo_sweeps_scores_from_tunes_result_files(tmp_path:
         assert grid.scores[c].tolist() == expected
     with pytest.raises(UserError, match="a replay needs at least 7"):
         check_seeds([grid], None)  # 5 seeds leave none held out for a verdict
+
+    trial = next(Path(sweep.root, "stsb").glob("*/result.json"))
+    trial.write_text("\n".join(trial.read_text().splitlines()[:-1]) + "\n")  # as if its last epoch never ran
+    with pytest.raises(UserError, match=r"unfinished sweep: 1 trial\(s\) did not report all 3 epochs"):
+        load_source(sweep.root)
