@@ -149,8 +149,8 @@ def _read_sweep(path: Path, space: SweepSpace) -> list[TaskGrid]:
             seed, label, method = seed_of(config), group_key(config), value_at(config, STRATUM_KEY)
             result = trial / "result.json"
             lines = result.read_text().splitlines() if result.is_file() else []
-            records = [json.loads(line) for line in lines]
-            epochs = {int(r["epoch"]): float(r[OBJECTIVE]) for r in records if {OBJECTIVE, "epoch"} <= r.keys()}
+            records = [r for r in map(json.loads, lines) if OBJECTIVE in r and "epoch" in r]
+            epochs = {int(r["epoch"]): float(r[OBJECTIVE]) for r in records}
             if len(epochs) < space.recipe.max_epochs:
                 unfinished.append(f"{task}/{trial.name}")
             rows += [(task, method, label, seed, epoch, value) for epoch, value in epochs.items()]
