@@ -72,6 +72,9 @@ class Book:
     def waiting(self) -> set[Member]:
         return {member for values in self.arrivals.values() for member in values}
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update({"strata": {}} | state)  # a book saved before keep_best_per existed
+
 
 @dataclass
 class Step:
