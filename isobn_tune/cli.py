@@ -139,6 +139,21 @@ def _parser() -> argparse.ArgumentParser:
                         help="also compare two configurations seed by seed (labels as --groups lists them)")
     report.set_defaults(func=_report)
 
+    replay = sub.add_parser(
+        "replay", help="replay a recorded full grid (a finished fifo sweep, or a bank) through a "
+                       "scheduler's decisions: compute saved, best configurations kept, verdicts kept",
+    )
+    replay.add_argument("source", help="a finished fifo sweep directory, or a bank directory (space.yaml "
+                                       "and per-epoch CSV files)")
+    replay.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                        help="overrides of the recorded space, e.g. scheduler.type=race_by_config")
+    replay.add_argument("--seeds", type=int, metavar="K", help="seeds per configuration used for selection "
+                        "(default: all but the 6 held out for the verdict)")
+    replay.add_argument("--repeats", type=int, default=200, metavar="N", help="random replays (default 200)")
+    replay.add_argument("--format", default="md", dest="fmt", choices=("md", "json"),
+                        help="md (default) or json")
+    replay.set_defaults(func=_replay)
+
     export = sub.add_parser("export", help="a trial's best-epoch model as a directory that "
                                            "`isobn_tune.load_classifier` and `predict` load, also logged "
                                            "as an MLflow model on the sweep's parent run")
@@ -375,6 +390,13 @@ def _report(args: argparse.Namespace) -> int:
 
     print_report(args.target, tracking_uri=args.tracking_uri, groups=args.groups, fmt=args.fmt,
                  compare=args.compare)
+    return 0
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from isobn_tune.sweep.replay import replay_report
+
+    print(replay_report(args.source, args.overrides, seeds=args.seeds, repeats=args.repeats, fmt=args.fmt))
     return 0
 
 

@@ -39,6 +39,15 @@ def seed_of(config: Mapping[str, Any]) -> Any:
     return next((seed for seed in nested if seed is not None), None)
 
 
+def value_at(config: Mapping[str, Any], key: str) -> Any:
+    """The value of ``key`` in a trial's config at any depth (a grid trial's ``cls_norm`` sits in
+    its nested grid point); None without one."""
+    if key in config:
+        return config[key]
+    nested = (value_at(value, key) for value in config.values() if isinstance(value, Mapping))
+    return next((value for value in nested if value is not None), None)
+
+
 def _without_seeds(config: Mapping[str, Any]) -> dict[str, Any]:
     return {
         k: _without_seeds(v) if isinstance(v, Mapping) else v for k, v in config.items() if k not in SEED_KEYS

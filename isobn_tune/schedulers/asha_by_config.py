@@ -12,6 +12,7 @@ from pydantic import Field
 from isobn_tune.errors import UserError
 from isobn_tune.schedulers.decisions import GroupRule, Member, Milestone, median
 from isobn_tune.schedulers.section import GroupSection, SweepFacts
+from isobn_tune.train.metrics import MODE
 
 
 class GroupSuccessiveHalving(GroupRule):
@@ -32,8 +33,9 @@ class GroupSuccessiveHalving(GroupRule):
         reduction_factor: float = 3,
         seeds_per_group: int | None = None,
         mode: str | None = None,
+        keep_best_per: bool = False,
     ) -> None:
-        super().__init__(max_t=max_t, seeds_per_group=seeds_per_group, mode=mode)
+        super().__init__(max_t=max_t, seeds_per_group=seeds_per_group, mode=mode, keep_best_per=keep_best_per)
         if not 0 < grace_period <= max_t:
             raise UserError(
                 f"GroupSuccessiveHalving: grace_period={grace_period} must be in (0, max_t={max_t}]"
@@ -76,4 +78,5 @@ class AshaByConfigScheduler(GroupSection):
 
     def rule(self, facts: SweepFacts) -> GroupSuccessiveHalving:
         return GroupSuccessiveHalving(max_t=facts.max_epochs, grace_period=self.grace_period,
-                                      reduction_factor=self.reduction_factor, seeds_per_group=facts.seeds)
+                                      reduction_factor=self.reduction_factor, seeds_per_group=facts.seeds,
+                                      mode=MODE, keep_best_per=self.keep_best_per is not None)

@@ -20,6 +20,12 @@ group's seeds are known (with ``max_concurrent_trials=k`` Tune creates a group's
 as slots free up, and without the wait the first to arrive would decide alone). Should every seed
 be waiting, :meth:`GroupRule.settle` with ``incomplete=True`` decides on the seeds there are.
 Seeds added *after* a decision follow it when they reach the milestone.
+
+Stratified stopping (``keep_best_per``): each configuration belongs to a stratum (its method, the
+``cls_norm``, given to :meth:`GroupRule.add`); the rule never stops the configuration whose median
+at a milestone is the best of its stratum there so far. Why: a rule that decides across methods
+can stop one method's best configuration because another method's is ahead, and the comparison
+between methods the sweep exists for then sets a finished configuration against a stopped one.
 """
 
 from __future__ import annotations
@@ -60,10 +66,14 @@ class Book:
     decided_on: dict[tuple[str, Milestone], tuple[Member, ...]] = field(default_factory=dict)  # its seeds
     recorded: dict[Milestone, dict[str, float]] = field(default_factory=dict)  # group medians
     stopped_at: dict[str, Milestone] = field(default_factory=dict)
+    strata: dict[str, Hashable] = field(default_factory=dict)  # group -> its method (keep_best_per)
     to_resume: list[Member] = field(default_factory=list)  # paused seeds of kept groups
 
     def waiting(self) -> set[Member]:
         return {member for values in self.arrivals.values() for member in values}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update({"strata": {}} | state)  # a book saved before keep_best_per existed
 
 
 @dataclass
@@ -86,13 +96,17 @@ class GroupRule:
     book_type: type[Book] = Book
     new_members_first = False  # the race's breadth first: see RaceByConfig
 
-    def __init__(self, *, max_t: float | None, seeds_per_group: int | None, mode: str | None) -> None:
+    def __init__(
+        self, *, max_t: float | None, seeds_per_group: int | None, mode: str | None,
+        keep_best_per: bool = False,
+    ) -> None:
         if max_t is not None and not max_t > 0:
             raise UserError(f"{type(self).__name__}: max_t={max_t} must be > 0")
         if seeds_per_group is not None and not seeds_per_group >= 1:
             raise UserError(f"{type(self).__name__}: seeds_per_group={seeds_per_group} must be >= 1")
         self.max_t = max_t
         self.seeds_per_group = seeds_per_group
+        self.keep_best_per = keep_best_per
         self.mode: str | None = None
         self.sign = 0.0
         if mode:
@@ -126,13 +140,16 @@ class GroupRule:
         self.sign = 1.0 if mode == "max" else -1.0
 
     def add(
-        self, member: Member, *, ended: bool = False, last_epoch: float | None = None, pending: bool = True
+        self, member: Member, *, ended: bool = False, last_epoch: float | None = None,
+        pending: bool = True, stratum: Hashable = None,
     ) -> str | None:
         """A seed exists (again, after a restore: ``last_epoch`` is the last epoch its saved state
-        holds, ``pending`` whether it has not started since). STOP: stop it before it runs (its
-        group stopped at a milestone it reached); PAUSE: hold it (its group is undecided at the
-        milestone it waits at); None: let it run."""
+        holds, ``pending`` whether it has not started since); ``stratum``: its configuration's
+        method, for ``keep_best_per``. STOP: stop it before it runs (its group stopped at a
+        milestone it reached); PAUSE: hold it (its group is undecided at the milestone it waits
+        at); None: let it run."""
         book, group = self.book, member[0]
+        book.strata.setdefault(group, stratum)
         if member not in self.members[group]:
             self.members[group].append(member)
         book.members.add(member)
@@ -208,7 +225,7 @@ class GroupRule:
         """Decide a group at a milestone and apply it to its waiting seeds but ``current``."""
         book = self.book
         values = book.arrivals.pop((group, milestone))
-        keep = self.keep(group, milestone, values)
+        keep = self.keep(group, milestone, values) or self._best_of_stratum(group, milestone, median(values))
         book.recorded.setdefault(milestone, {})[group] = median(values)
         book.decisions[(group, milestone)] = keep
         book.decided_on[(group, milestone)] = tuple(sorted(values))
@@ -223,6 +240,16 @@ class GroupRule:
             else:
                 self._stop(member, step)
         return keep
+
+    def _best_of_stratum(self, group: str, milestone: Milestone, value: float) -> bool:
+        """With ``keep_best_per``: whether ``value`` (the group's median at the milestone) is the
+        best of its stratum's medians recorded there so far, so the group must not stop."""
+        if not self.keep_best_per:
+            return False
+        stratum = self.book.strata.get(group)
+        rivals = [v for g, v in self.book.recorded.get(milestone, {}).items()
+                  if g != group and self.book.strata.get(g) == stratum]
+        return all(value >= v for v in rivals if not math.isnan(v))
 
     def _stop(self, member: Member, step: Step) -> None:
         """Stop a waiting seed: it will never report again."""

@@ -35,7 +35,7 @@ from ray.tune.result import DEFAULT_METRIC
 from ray.tune.schedulers import TrialScheduler
 
 from isobn_tune.errors import UserError
-from isobn_tune.results.groups import group_key, seed_of
+from isobn_tune.results.groups import group_key, seed_of, value_at
 from isobn_tune.schedulers import decisions
 from isobn_tune.schedulers.decisions import STATE_FILE, GroupRule, Member, Step
 
@@ -51,7 +51,8 @@ SeedFn = Callable[[dict[str, Any]], Hashable]
 
 class GroupScheduler(TrialScheduler):
     """A group rule as a Tune scheduler; ``group_fn`` and ``seed_fn`` name a trial's
-    configuration and seed from its config."""
+    configuration and seed from its config, ``stratum_key`` the config key (at any depth) whose
+    value is its stratum for the rule's ``keep_best_per``."""
 
     _supports_buffered_results = False
 
@@ -63,6 +64,7 @@ class GroupScheduler(TrialScheduler):
         mode: str | None = None,
         group_fn: GroupFn = group_key,
         seed_fn: SeedFn = seed_of,
+        stratum_key: str | None = None,
     ) -> None:
         super().__init__()
         self.rule = rule
@@ -72,6 +74,7 @@ class GroupScheduler(TrialScheduler):
             rule.set_mode(mode)
         self._group_fn = group_fn
         self._seed_fn = seed_fn
+        self._stratum_key = stratum_key
         self._state_path: Path | None = None
         self._trials: dict[str, Trial] = {}
         self._member_of: dict[str, Member] = {}
@@ -114,6 +117,7 @@ class GroupScheduler(TrialScheduler):
         verdict = self.rule.add(
             member, ended=trial.status in _FINISHED, pending=trial.status == Trial.PENDING,
             last_epoch=(trial.last_result or {}).get(self._time_attr),
+            stratum=value_at(trial.config, self._stratum_key) if self._stratum_key else None,
         )
         if verdict == decisions.STOP:
             self._to_stop.add(tid)

@@ -12,6 +12,7 @@ from pydantic import Field
 from isobn_tune.errors import UserError
 from isobn_tune.schedulers.decisions import GroupRule, Member, Milestone, median
 from isobn_tune.schedulers.section import GroupSection, SweepFacts
+from isobn_tune.train.metrics import MODE
 
 
 class GroupMedianStoppingRule(GroupRule):
@@ -35,8 +36,9 @@ class GroupMedianStoppingRule(GroupRule):
         max_t: float | None = None,
         seeds_per_group: int | None = None,
         mode: str | None = None,
+        keep_best_per: bool = False,
     ) -> None:
-        super().__init__(max_t=max_t, seeds_per_group=seeds_per_group, mode=mode)
+        super().__init__(max_t=max_t, seeds_per_group=seeds_per_group, mode=mode, keep_best_per=keep_best_per)
         if not grace_period >= 0:
             raise UserError(f"GroupMedianStoppingRule: grace_period={grace_period} must be >= 0")
         if not min_groups_required >= 1:
@@ -74,4 +76,5 @@ class MedianByConfigScheduler(GroupSection):
         return GroupMedianStoppingRule(
             max_t=facts.max_epochs, grace_period=self.grace_period,
             min_groups_required=self.min_groups_required, seeds_per_group=facts.seeds,
+            mode=MODE, keep_best_per=self.keep_best_per is not None,
         )

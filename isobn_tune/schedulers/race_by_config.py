@@ -18,6 +18,7 @@ from isobn_tune.results.groups import MIN_PAIRED_SEEDS, RACE_ALPHA
 from isobn_tune.results.statistics import paired_worse_test, smallest_one_sided_p
 from isobn_tune.schedulers.decisions import STATE_FILE, Book, GroupRule, Member, Milestone, Step
 from isobn_tune.schedulers.section import GroupSection, Problem, SweepFacts
+from isobn_tune.train.metrics import MODE
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,9 @@ class RaceByConfig(GroupRule):
     there now, so arriving first is no advantage; and new seeds start before paused seeds of kept
     groups resume (:attr:`new_members_first`: breadth first, as F-race evaluates every candidate
     on an instance before the next), so better groups reach the early milestones soon. A group
-    stopped on a re-test stops at once; its :class:`RaceStop` names the milestone compared.
+    stopped on a re-test stops at once; its :class:`RaceStop` names the milestone compared. With
+    ``keep_best_per`` the incumbent is per stratum (each group raced against its own method's
+    best) and a stratum's best group never stops.
     ``max_t`` (optional) stops seeds at that epoch without a last, useless wait. Why each group
     stopped is in :attr:`stops` (saved with the book; see :func:`saved_race_stops`).
     """
@@ -77,8 +80,9 @@ class RaceByConfig(GroupRule):
         max_t: float | None = None,
         seeds_per_group: int | None = None,
         mode: str | None = None,
+        keep_best_per: bool = False,
     ) -> None:
-        super().__init__(max_t=max_t, seeds_per_group=seeds_per_group, mode=mode)
+        super().__init__(max_t=max_t, seeds_per_group=seeds_per_group, mode=mode, keep_best_per=keep_best_per)
         if not min_epochs >= 0:
             raise UserError(f"RaceByConfig: min_epochs={min_epochs} must be >= 0")
         if not 0 < alpha < 1:
@@ -128,7 +132,8 @@ class RaceByConfig(GroupRule):
         and return why it stops, if it does."""
         here = self.book.by_seed[milestone]
         incumbent = self._incumbent(group, here)
-        if incumbent == group:
+        mine = list(here[group].values())
+        if incumbent == group or (mine and self._best_of_stratum(group, milestone, float(np.median(mine)))):
             return None
         test = paired_worse_test(here[group], here[incumbent], margin=self.tolerance)
         if test.p_value > self.alpha:
@@ -137,11 +142,13 @@ class RaceByConfig(GroupRule):
         self.book.stops[group] = stop
         return stop
 
-    @staticmethod
-    def _incumbent(group: str, here: Mapping[str, Mapping[Hashable, float]]) -> str:
-        """The group with the best median over the seeds it shares with ``group`` (at least
-        :data:`MIN_PAIRED_SEEDS` of them); ``group`` itself on a tie or without such a group."""
-        mine = here[group]
+    def _incumbent(self, group: str, here: Mapping[str, Mapping[Hashable, float]]) -> str:
+        """The group (of ``group``'s stratum, with ``keep_best_per``) with the best median over the
+        seeds it shares with ``group`` (at least :data:`MIN_PAIRED_SEEDS` of them); ``group`` itself
+        on a tie or without such a group."""
+        mine, strata = here[group], self.book.strata
+        if self.keep_best_per:
+            here = {other: values for other, values in here.items() if strata.get(other) == strata.get(group)}
         best, best_median = group, float(np.median(list(mine.values()))) if mine else -math.inf
         for other, values in here.items():
             shared = [values[seed] for seed in mine.keys() & values.keys()]
@@ -191,7 +198,7 @@ class RaceByConfigScheduler(GroupSection):
         return RaceByConfig(
             max_t=self.max_t or facts.max_epochs, min_epochs=self.min_epochs, alpha=self.alpha,
             tolerance=self.tolerance / 100,  # points -> the metric's own scale
-            seeds_per_group=facts.seeds,
+            seeds_per_group=facts.seeds, mode=MODE, keep_best_per=self.keep_best_per is not None,
         )
 
     def problems(self, facts: SweepFacts) -> list[Problem]:

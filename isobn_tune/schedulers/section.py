@@ -7,7 +7,9 @@ Sections are validated without Ray; :meth:`SchedulerSection.build` imports Ray i
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, get_args
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, get_args
+
+from pydantic import Field
 
 from isobn_tune.strict import StrictModel
 from isobn_tune.train.metrics import BEST_OBJECTIVE, MODE
@@ -66,19 +68,29 @@ class SchedulerSection(StrictModel):
         return found
 
 
+STRATUM_KEY = "cls_norm"
+"""What ``keep_best_per`` may name: a configuration's method."""
+
+
 class GroupSection(SchedulerSection):
     """A scheduler that keeps or stops a configuration with all its seeds."""
 
     groups_seeds: ClassVar[bool] = True
+    keep_best_per: Literal["cls_norm"] | None = Field(
+        default=None,
+        description="Never stop the current best configuration of each method (cls_norm); unset: "
+        "cls_norm when grid.cls_norm has more than one value, else null.",
+    )
 
     def rule(self, facts: SweepFacts) -> GroupRule:
-        """The decision rule, without Ray (a replay drives it directly)."""
+        """The decision rule in the metric's mode, without Ray (a replay drives it directly); give
+        each seed's stratum (its ``keep_best_per`` value) to ``add``."""
         raise NotImplementedError
 
     def build(self, facts: SweepFacts) -> TrialScheduler:
         from isobn_tune.schedulers.group import GroupScheduler
 
-        return GroupScheduler(self.rule(facts), **STOPPING)
+        return GroupScheduler(self.rule(facts), stratum_key=self.keep_best_per, **STOPPING)
 
     def problems(self, facts: SweepFacts) -> list[Problem]:
         found = super().problems(facts)

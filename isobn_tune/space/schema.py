@@ -26,7 +26,7 @@ from isobn_tune.data.tasks import get_task
 from isobn_tune.errors import UserError
 from isobn_tune.schedulers.per_trial import FifoScheduler
 from isobn_tune.schedulers.registry import SCHEDULERS, scheduler_union
-from isobn_tune.schedulers.section import SweepFacts
+from isobn_tune.schedulers.section import STRATUM_KEY, GroupSection, SweepFacts
 from isobn_tune.strict import StrictModel, no_repeats
 from isobn_tune.train.cls_norm import CLS_NORMS, PARAM_FIELDS, params_of
 from isobn_tune.train.model_source import resolve_model_name
@@ -338,6 +338,23 @@ class SweepSpace(StrictModel):
     @classmethod
     def _distinct(cls, names: list[str]) -> list[str]:
         return no_repeats(names)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _keep_best_per_default(cls, raw: Any) -> Any:
+        """A group scheduler's unset ``keep_best_per`` is ``cls_norm`` when the grid crosses more
+        than one method, else null: resolved here, where the grid is in sight, so that the stored
+        space (the sweep's manifest, a replay) says what ran."""
+        if not isinstance(raw, dict):
+            return raw
+        scheduler, grid = raw.get("scheduler"), raw.get("grid")
+        kind = scheduler.get("type") if isinstance(scheduler, dict) else None
+        section = SCHEDULERS.get(kind) if isinstance(kind, str) else None
+        if section is None or not issubclass(section, GroupSection) or "keep_best_per" in scheduler:
+            return raw
+        methods = grid.get(STRATUM_KEY) if isinstance(grid, dict) else None
+        several = isinstance(methods, list) and len(methods) > 1
+        return raw | {"scheduler": scheduler | {"keep_best_per": STRATUM_KEY if several else None}}
 
     def scheduler_facts(self) -> SweepFacts:
         """What the scheduler section reads from the other sections (to check itself, to build)."""
