@@ -77,7 +77,8 @@ def gather(tracking_uri: str, parent_run_id: str, *, every_configuration: bool =
             ids = tuple(r.trial_id for r in records if r.config.task == task)
             rows.append(Row(task, PRETRAINED, "", ids, _medians([before.get(i, {}) for i in ids], ISOTROPY),
                             None))
-        seeds = sorted((r for r in records if r.config.task == task and r.group == best.group),
+        # the seeds in its median: those that ran the full budget
+        seeds = sorted((r for r in best.trials if r.status == "finished" and r.best_objective is not None),
                        key=lambda r: r.best_objective)
         values = [at_best.get(r.trial_id, {}) for r in seeds]
         flags = [v[ISOBN_NEAR_IDENTITY] for v in values if ISOBN_NEAR_IDENTITY in v]

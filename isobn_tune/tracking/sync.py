@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from mlflow.environment_variables import MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT
 from ray.tune import Tuner
@@ -47,7 +47,7 @@ class Synced:
     ends: int = 0
     tasks: tuple[str, ...] = ()  # whose parent statistics were logged again
     finished: bool = False  # the parent's table and end
-    results: SweepResults | None = None  # the table, when it was logged
+    results: SweepResults | None = field(default=None, compare=False)  # the table, when it was logged
 
 
 def sync_sweep(tracker: SweepTracker, sweep_dir: SweepDir, manifest: dict) -> Synced:

@@ -239,9 +239,11 @@ def test_config_group_tag_is_the_config_without_seed(sweep: Sweep) -> None:
     for child in sweep.children:
         assert child.data.tags["isobn.config_group"] == config_group(sweep.tune_config(child))
         assert "seed=" not in child.data.tags["isobn.config_group"]
-    groups = _groups(sweep)
+    groups: dict[str, list[str]] = defaultdict(list)
+    for child in sweep.children:
+        groups[child.data.tags["isobn.config_group"]].append(child.data.tags["isobn.seed"])
     assert len(groups) == 4
-    assert all(sorted(r.data.tags["isobn.seed"] for r in runs) == ["1", "2", "3"] for runs in groups.values())
+    assert all(sorted(seeds) == ["1", "2", "3"] for seeds in groups.values())
 
 
 def test_every_epoch_of_concurrent_trials_is_logged_with_step_epoch(sweep: Sweep) -> None:
