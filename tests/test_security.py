@@ -104,6 +104,7 @@ def local_ray(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRay]:
         assert not survivors, f"local Ray processes survived: {survivors}"
 
 
+@pytest.mark.slow  # Ray's own listeners, unchanged by the sweep code
 def test_only_token_checked_ray_core_listens_beyond_loopback(local_ray: LocalRay) -> None:
     exposed = [listener for listener in local_ray.listeners if not listener.loopback]
     assert exposed  # the GCS at least: the check below has something to check

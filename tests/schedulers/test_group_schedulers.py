@@ -454,6 +454,7 @@ def _wait_for(flag: Path | None) -> None:
         time.sleep(0.05)
 
 
+@pytest.mark.slow  # the re-test is in the default run without Ray: schedulers/test_group_decisions.py
 def test_race_retests_a_configuration_that_passed_the_milestone_first(tmp_path) -> None:
     """Without the re-test "early" would be its own incumbent at every epoch and run to the end."""
     tuner = tune.Tuner(

@@ -46,6 +46,7 @@ def small_filesystem(tmp_path: Path) -> Iterator[Path]:
         subprocess.run(["umount", "--lazy", str(mount_point)], check=True)
 
 
+@pytest.mark.slow  # a storage failure path over a whole extra sweep
 def test_a_checkpoint_the_full_storage_refuses_errors_its_trial_and_resume_continues_it(
     ray_session: Any, write_space: Any, small_filesystem: Path, tmp_path: Path,
     capsys: pytest.CaptureFixture[str],

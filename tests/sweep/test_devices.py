@@ -65,6 +65,7 @@ def most_at_once(trials: list[dict[str, Any]]) -> int:
     return peak
 
 
+@pytest.mark.slow  # GPU allocation over a whole sweep; the one-line resource errors stay in the default run
 def test_whole_gpu_trials_get_distinct_gpus_and_at_most_two_run(
     ray_session: Any, write_space: Callable
 ) -> None:

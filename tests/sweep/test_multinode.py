@@ -37,7 +37,8 @@ from isobn_tune.sweep.trainable import FAIL_AT_ENV
 from isobn_tune.tracking.names import STATUS_TAG, TRIAL_TAG
 from isobn_tune.train.recipe import TrialConfig
 
-pytestmark = pytest.mark.cluster
+# two Ray nodes and a sweep across them: minutes on 2 cores; `-m cluster` runs them
+pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
 FAIL_SEED, FAIL_EPOCH = 13, 2
 MAX_EPOCHS = 3

@@ -324,6 +324,7 @@ def expected_lr(peak: float, epoch: int, max_epochs: int, n_train: int, batch_si
     return peak * (step / max(1, warmup) if step < warmup else (total - step) / max(1, total - warmup))
 
 
+@pytest.mark.slow  # PBT's pause and restart path is in the default run through tests/sweep/test_trainable.py
 def test_pbt_exploits_and_the_schedule_follows_the_new_lr(
     ray_session: Any, write_space: Callable[..., Path], tmp_path: Path
 ) -> None:
@@ -352,6 +353,7 @@ def test_pbt_exploits_and_the_schedule_follows_the_new_lr(
         assert row["lr"] == pytest.approx(expected_lr(peak, row["epoch"], max_epochs, 64, 16), rel=1e-6)
 
 
+@pytest.mark.slow  # Tune's own per-trial rule; the ASHA module sweep keeps per-trial stopping
 def test_median_rule_stops_trials_early_and_keeps_the_recent_checkpoints(
     ray_session: Any, write_space: Callable[..., Path], tmp_path: Path
 ) -> None:
@@ -384,6 +386,7 @@ def test_median_rule_stops_trials_early_and_keeps_the_recent_checkpoints(
         assert min(last + 1, 2) <= len(kept) <= 3
 
 
+@pytest.mark.slow  # a recipe setting over Tune's plumbing the module sweep already covers
 def test_patience_ends_a_trial_as_finished_not_stopped(
     ray_session: Any, write_space: Callable[..., Path], tmp_path: Path
 ) -> None:
@@ -502,6 +505,7 @@ def broken_model_copy(folder: Path, minilm_path: Path) -> Path:
     return folder
 
 
+@pytest.mark.slow  # --retry-errored stays in the default run through the killed-worker test
 def test_errored_trials_are_retried_only_on_request(
     ray_session: Any, write_space: Callable[..., Path], minilm_path: Path, tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
@@ -614,6 +618,7 @@ def test_existing_sweep_name_is_refused(write_space: Callable[..., Path], tmp_pa
     assert "already exists: resume it with `isobn-tune resume" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # a console regression check over a whole extra sweep
 def test_short_epochs_do_not_flood_the_console_with_tune_snapshot_warnings(
     ray_session: Any, write_space: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:

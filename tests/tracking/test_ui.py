@@ -56,7 +56,10 @@ def port_is_free(port: int) -> bool:
     return True
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP], ids=lambda s: s.name)
+@pytest.mark.parametrize("sig", [
+    # Ctrl-C is in the default run through tests/test_quickstart.py
+    pytest.param(signal.SIGINT, marks=pytest.mark.slow), signal.SIGTERM, signal.SIGHUP,
+], ids=lambda s: s.name)
 def test_ui_stops_everything_it_started_on_a_stop_signal(
     store: str, tmp_path: Path, sig: signal.Signals
 ) -> None:
