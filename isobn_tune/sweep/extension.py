@@ -3,10 +3,10 @@
 Tune cannot add trials to a restored experiment (ray-project/ray#18847), so an extension is a new
 Tune experiment per task in the sweep directory (``<sweep>/extend-<n>/<task>``, see
 :meth:`SweepDir.experiments`) under the sweep's MLflow parent run. Its trials are written in the
-manifest before it starts, so ``resume`` continues an interrupted extension. Two kinds:
+manifest before it starts, so ``resume`` continues an interrupted extension. Three kinds:
 
-* more seeds for the K best configurations of each task (by seed median): the classic protocol,
-  choose on a few seeds, confirm the top configurations on more;
+* more seeds for the K best configurations of each task (by seed median): a sharper selection
+  (these seeds select too; they never confirm);
 * the grid points of a compatible space file (same model, data and recipe; new lr or beta values);
 * a confirmation (``isobn-tune confirm``): the best configuration of each method (``cls_norm``),
   chosen by full-budget seed median on the sweep's own seeds, at fresh seeds, for the full budget.
