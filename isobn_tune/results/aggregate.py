@@ -177,7 +177,9 @@ def summarise_groups(records: Iterable[TrialRecord]) -> list[GroupSummary]:
             values=tuple(r.best_objective for r in scored),
             seeds=tuple(r.config.seed for r in scored), n_trials=len(recs), trials=tuple(recs),
         ))
-    return sorted(summaries, key=lambda s: (s.task, -np.nan_to_num(s.median, nan=-np.inf)))
+    # ties broken by the configuration's key, so that every reader of the same trials (the run's
+    # end from Tune, report from MLflow, confirm) ranks them, and picks the best, alike
+    return sorted(summaries, key=lambda s: (s.task, -np.nan_to_num(s.median, nan=-np.inf), s.group))
 
 
 def best_groups(summaries: Iterable[GroupSummary]) -> dict[str, GroupSummary]:

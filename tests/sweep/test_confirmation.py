@@ -55,3 +55,9 @@ def test_the_seeds_of_run_and_extend_select_and_a_confirmations_do_not() -> None
     check_fresh_seeds(both, [6, 9])  # a second confirmation may reuse the first's seeds
     with pytest.raises(UserError, match=r"^--seeds: 3, 5 selected this sweep's configurations"):
         check_fresh_seeds(both, [3, 5, 6])
+
+
+def test_tied_configurations_are_ranked_alike_whatever_order_the_trials_come_in() -> None:
+    """report reads trials from MLflow, confirm from Tune: a tie must pick the same best in both."""
+    tied = [trial("isobn", lr, seed, 0.5) for lr in (1e-5, 2e-5, 5e-5) for seed in (1, 2)]
+    assert confirmation_points(tied, "rte", [9]) == confirmation_points(tied[::-1], "rte", [9])

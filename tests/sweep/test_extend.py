@@ -153,6 +153,7 @@ def test_confirm_runs_each_methods_best_at_fresh_seeds_and_only_they_confirm(swe
     best = {m: s.group for (_, m), s in best_by_method(summarise_groups(selection)).items()}
 
     assert main(["confirm", str(sweep.root), "--seeds", "5"]) == 0
+    capsys.readouterr()  # its console
     entry = sweep.manifest()["extensions"][-1]
     assert entry["confirmation"] is True and [p["seed"] for p in entry["trials"]["rte"]] == [5, 5]
     records = records_from_mlflow(sweep.tracking_uri, sweep.parent_run_id)
