@@ -445,3 +445,32 @@ def error_lines(console_text: str) -> dict[str, tuple[str, Path]]:
             found[trial_id] = (reason, Path(path))
     return found
 
+
+
+def drive_rule(rule: Any, members: list[tuple[str, int]], score: Callable[[tuple[str, int], int], float],
+               max_t: int) -> tuple[dict[tuple[str, int], int], set[tuple[str, int]]]:
+    """Feed a Ray-free group rule (``isobn_tune.schedulers.decisions.GroupRule``) every epoch up to
+    ``max_t``: each live seed of ``members`` reports ``score(member, epoch)`` in that order, a paused
+    seed only once the rule releases it. Returns each seed's last epoch and the seeds the rule
+    ended, after checking none is left waiting and the rule counted the epochs run."""
+    from isobn_tune.schedulers.decisions import PAUSE, STOP
+
+    ended: set[tuple[str, int]] = set()
+    paused: set[tuple[str, int]] = set()
+    last: dict[tuple[str, int], int] = {}
+    for epoch in range(1, max_t + 1):
+        for member in members:
+            if member in ended or (member in paused and member not in rule.book.to_resume):
+                continue
+            paused.discard(member)
+            last[member] = epoch
+            step = rule.report(member, epoch, score(member, epoch))
+            ended.update(step.stopped)
+            if step.action == PAUSE:
+                paused.add(member)
+            elif step.action == STOP:
+                ended.add(member)
+                ended.update(rule.end(member).stopped)
+    assert not rule.book.waiting()
+    assert rule.trial_epochs == sum(last.values())
+    return last, ended

@@ -14,9 +14,10 @@ import random
 import statistics
 
 import pytest
+from helpers import drive_rule
 
 from isobn_tune.schedulers.asha_by_config import GroupSuccessiveHalving
-from isobn_tune.schedulers.decisions import PAUSE, STOP, GroupRule, Member
+from isobn_tune.schedulers.decisions import GroupRule
 from isobn_tune.schedulers.median_by_config import GroupMedianStoppingRule
 from isobn_tune.schedulers.race_by_config import RaceByConfig, RaceStop
 
@@ -42,24 +43,8 @@ def run(rule: GroupRule, order: tuple[str, ...] = ORDER,
     members = [(name, seed) for name in order for seed in SEEDS]
     for member in members:
         rule.add(member)
-    ended: set[Member] = set()
-    paused: set[Member] = set()
-    last: dict[Member, int] = {}
-    for epoch in range(1, MAX_T + 1):
-        for member in members:
-            if member in ended or (member in paused and member not in rule.book.to_resume):
-                continue
-            paused.discard(member)
-            last[member] = epoch
-            step = rule.report(member, epoch, values[member[0]][member[1]])
-            ended.update(step.stopped)
-            if step.action == PAUSE:
-                paused.add(member)
-            elif step.action == STOP:
-                ended.add(member)
-                ended.update(rule.end(member).stopped)
-    assert ended == set(members) and not rule.book.waiting()  # every seed decided, none waiting
-    assert rule.trial_epochs == sum(last.values())
+    last, ended = drive_rule(rule, members, lambda member, _: values[member[0]][member[1]], MAX_T)
+    assert ended == set(members)  # every seed decided
     return {name: [last[(name, seed)] for seed in SEEDS] for name in order}
 
 

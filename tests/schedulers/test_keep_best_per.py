@@ -11,9 +11,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from helpers import drive_rule
 
 from isobn_tune.schedulers.asha_by_config import GroupSuccessiveHalving
-from isobn_tune.schedulers.decisions import PAUSE, STOP, GroupRule, Member
+from isobn_tune.schedulers.decisions import GroupRule
 from isobn_tune.schedulers.median_by_config import GroupMedianStoppingRule
 from isobn_tune.schedulers.race_by_config import RaceByConfig
 from isobn_tune.space.loading import load_space
@@ -33,23 +34,7 @@ def run(rule: GroupRule) -> dict[str, int]:
     members = [(name, seed) for name in ORDER for seed in SEEDS]
     for member in members:
         rule.add(member, stratum=METHOD[member[0]])
-    ended: set[Member] = set()
-    paused: set[Member] = set()
-    last: dict[Member, int] = {}
-    for epoch in range(1, MAX_T + 1):
-        for member in members:
-            if member in ended or (member in paused and member not in rule.book.to_resume):
-                continue
-            paused.discard(member)
-            last[member] = epoch
-            step = rule.report(member, epoch, QUALITY[member[0]] + member[1] / 100)
-            ended.update(step.stopped)
-            if step.action == PAUSE:
-                paused.add(member)
-            elif step.action == STOP:
-                ended.add(member)
-                ended.update(rule.end(member).stopped)
-    assert not rule.book.waiting()
+    last, _ = drive_rule(rule, members, lambda member, _: QUALITY[member[0]] + member[1] / 100, MAX_T)
     ends = {name: {last[(name, seed)] for seed in SEEDS} for name in ORDER}
     assert all(len(epochs) == 1 for epochs in ends.values())  # whole groups, never single seeds
     return {name: epochs.pop() for name, epochs in ends.items()}
