@@ -71,6 +71,7 @@ from isobn_tune.sweep.preflight import (
     resolve_tracking_uri,
 )
 from isobn_tune.sweep.progress import ProgressLine
+from isobn_tune.sweep.result_files import result_file_callbacks
 from isobn_tune.sweep.search import (
     build_param_space,
     build_scheduler,
@@ -398,6 +399,7 @@ def _build_tuner(space: SweepSpace, manifest: dict[str, Any], experiment: Experi
                 tracker.callback(task, confirmation=is_confirmation(manifest, experiment.extension)),
                 ProgressLine(task, total=trials, max_epochs=space.recipe.max_epochs),
                 ThinFinishedTrials(at_end=thin_at_end),
+                *result_file_callbacks(),
             ],
             verbose=0,
         ),

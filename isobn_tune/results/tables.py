@@ -88,7 +88,7 @@ def table_markdown(rows: list[dict[str, Any]]) -> str:
 
 
 LEFT_OUT = {"stopped": "stopped by the scheduler", "errored": "errored", "running": "still running"}
-_LISTED = 6  # trials named one by one per task and status; more are counted by epoch
+NAMED_PER_STATUS = 6  # trials named one by one per task and status; more are counted by epoch
 
 
 def left_out_lines(records: Iterable[TrialRecord]) -> list[str]:
@@ -103,7 +103,7 @@ def left_out_lines(records: Iterable[TrialRecord]) -> list[str]:
         parts = []
         for status, label in LEFT_OUT.items():
             recs = sorted(by_status.get(status, []), key=lambda r: r.trial_id)
-            if len(recs) > _LISTED:
+            if len(recs) > NAMED_PER_STATUS:
                 epochs = sorted({r.last_epoch for r in recs})
                 counts = ", ".join(f"{e} ({sum(r.last_epoch == e for r in recs)})" for e in epochs)
                 parts.append(f"{label}: {len(recs)} trials, at epoch {counts}")

@@ -48,6 +48,7 @@ from ray.tune.result import AUTO_RESULT_KEYS
 
 from isobn_tune.redaction import redact, redact_mapping, redact_text
 from isobn_tune.results.aggregate import config_group, short_label
+from isobn_tune.results.tables import NAMED_PER_STATUS
 from isobn_tune.runner import SweepOutcome, run_sweep
 from isobn_tune.space import effective_space_text, load_space, trial_configs
 from isobn_tune.sweep.preflight import resolve_tracking_uri
@@ -401,6 +402,9 @@ def test_parent_table_markdown(sweep: Sweep) -> None:
     assert budget.startswith(f"Medians over the selection seeds that ran the full budget ({MAX_EPOCHS} ")
     stopped = [c for c in sweep.children if c.data.tags["isobn.status"] == "stopped"]
     assert stopped and left_out.startswith(f"{TASK}, in no median: stopped by the scheduler: ")
+    if len(stopped) > NAMED_PER_STATUS:  # how many ASHA stops at its first rung depends on timing
+        assert f"stopped by the scheduler: {len(stopped)} trials, at epoch 1 ({len(stopped)})" in left_out
+        return
     for child in stopped:  # ASHA stopped them at its first rung
         params = child.data.params
         assert f"{_trial_id(child)} ({params['cls_norm']} seed {params['seed']}, epoch 1)" in left_out
