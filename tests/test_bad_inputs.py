@@ -1,14 +1,18 @@
-"""A catalogue of bad inputs, each run through the real CLI (``isobn-tune`` as a subprocess).
+"""A catalogue of bad inputs, each run through the real CLI.
 
 Every case must end with exit status 2 and exactly one line on stderr -- ``error: ...`` naming
 the file, key or value and what is allowed -- with no traceback, and leave no half-created
 experiment behind: no sweep directory under the storage path and no MLflow store. The cases run
-concurrently (one subprocess per core) in a module fixture; the two Ray-address cases that must
-fail within a time bound run on their own.
+through the CLI's ``main`` in this process (a subprocess would spend its 2-6 s importing), those
+in ``AS_SUBPROCESS`` also as the installed ``isobn-tune`` command, concurrently, so what reaches
+a real terminal's stderr (warnings, library logs) is checked too; the two Ray-address cases that
+must fail within a time bound run as commands on their own.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import socket
 import subprocess
@@ -23,6 +27,8 @@ from typing import Any
 import pytest
 import yaml
 from helpers import free_port, tiny_space
+
+from isobn_tune.cli import main
 
 CLI = str(Path(sys.executable).with_name("isobn-tune"))
 SECRET = "pw-s3cret-123"
@@ -158,14 +164,34 @@ def run_cli(argv: list[str], root: Path) -> Outcome:
     return Outcome(argv, root, proc.returncode, proc.stderr, time.monotonic() - start)
 
 
+def run_main(argv: list[str], root: Path) -> Outcome:
+    """``argv`` through the CLI's ``main`` in this process, in ``root``, as :func:`run_cli` would."""
+    err = io.StringIO()
+    start = time.monotonic()
+    with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stderr(err), \
+            contextlib.redirect_stdout(io.StringIO()):
+        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+        mp.chdir(root)
+        code = main(argv[1:])
+    return Outcome(argv, root, code, err.getvalue(), time.monotonic() - start)
+
+
+AS_SUBPROCESS = ("missing space file", "corrupt tsv", "tracking database without its driver",
+                 "tracking server unreachable")
+
+
 @pytest.fixture(scope="module")
 def outcomes(glue_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Outcome]:
     base = tmp_path_factory.mktemp("bad-inputs")
     jobs = {name: (prepare(case, base / f"case{i}", glue_dir), base / f"case{i}")
             for i, (name, case) in enumerate(CASES.items())}
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
-        futures = {name: pool.submit(run_cli, argv, root) for name, (argv, root) in jobs.items()}
-        return {name: future.result() for name, future in futures.items()}
+    commands = {name: (argv, prepare(CASES[name], base / f"command{i}", glue_dir), base / f"command{i}")
+                for i, (name, (argv, _)) in enumerate(jobs.items()) if name in AS_SUBPROCESS}
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:  # meanwhile, in-process
+        futures = {name: pool.submit(run_cli, argv, root) for name, (_, argv, root) in commands.items()}
+        results = {name: run_main(argv, root) for name, (argv, root) in jobs.items()}
+        results |= {f"{name} (command)": future.result() for name, future in futures.items()}
+    return results
 
 
 def assert_one_line_error(outcome: Outcome, expect: tuple[str, ...]) -> None:
@@ -183,18 +209,22 @@ def assert_nothing_created(root: Path) -> None:
     assert not (root / "mlflow.db").exists() and not (root / "mlartifacts").exists()
 
 
-@pytest.mark.parametrize("name", CASES)
+NAMES = [*CASES, *(f"{name} (command)" for name in AS_SUBPROCESS)]
+
+
+@pytest.mark.parametrize("name", NAMES)
 def test_bad_input_is_a_one_line_error(name: str, outcomes: dict[str, Outcome]) -> None:
-    assert_one_line_error(outcomes[name], CASES[name].expect)
+    assert_one_line_error(outcomes[name], CASES[name.removesuffix(" (command)")].expect)
 
 
-@pytest.mark.parametrize("name", CASES)
+@pytest.mark.parametrize("name", NAMES)
 def test_bad_input_creates_no_experiment(name: str, outcomes: dict[str, Outcome]) -> None:
     assert_nothing_created(outcomes[name].root)
 
 
 def test_no_credentials_in_the_error(outcomes: dict[str, Outcome]) -> None:
-    assert SECRET not in outcomes["tracking database without its driver"].stderr
+    for name in ("tracking database without its driver", "tracking database without its driver (command)"):
+        assert SECRET not in outcomes[name].stderr
 
 
 @pytest.fixture

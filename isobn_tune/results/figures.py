@@ -233,7 +233,10 @@ def budget_curves_figure(summaries: Sequence[GroupSummary], out_dir: Path, *, ta
 
 def write_sweep_figures(records: Sequence[TrialRecord], histories: Histories, out_dir: Path) -> list[Path]:
     """All three figures for every task of the sweep, skipping a figure with nothing to plot (a task
-    whose trials all errored, or without histories); returns every PNG and CSV written."""
+    whose trials all errored, or without histories); returns every PNG and CSV written. They show
+    the selection sweep: trials ``isobn-tune confirm`` ran at fresh seeds are in none of them (their
+    scores are the confirmatory rows of the table)."""
+    records = [r for r in records if not r.confirmation]
     summaries = summarise_groups(records)
     written: list[Path] = []
     for task in sorted({r.config.task for r in records}):

@@ -28,7 +28,7 @@ def print_report(target: str, *, tracking_uri: str | None = None, groups: bool =
     records = records_from_mlflow(tracking_uri, run_id)
     if not records:
         raise UserError(f"run {run_id} has no trial runs yet")
-    summaries = summarise_groups(records)
+    summaries = summarise_groups(r for r in records if not r.confirmation)  # the selection sweep
     if compare is not None:
         labels = {s.label for s in summaries}
         unknown = [label for label in compare if label not in labels]
@@ -42,11 +42,12 @@ def print_report(target: str, *, tracking_uri: str | None = None, groups: bool =
         print(json.dumps(_finite(results.as_json()), indent=2))
     else:
         print(results.description(), end="")
-    if groups:
+    if groups:  # the selection seeds' groups, then those `isobn-tune confirm` ran at fresh seeds
         print()
-        for s in summaries:
+        confirmed = summarise_groups(r for r in records if r.confirmation)
+        for s, role in [(s, "") for s in summaries] + [(s, " (confirmation)") for s in confirmed]:
             print(f"{s.task:6s} {s.label:55s} median {s.median:.4f} std {s.std:.4f} "
-                  f"seeds {list(s.seeds)}")
+                  f"seeds {list(s.seeds)}{role}")
 
 
 def _finite(value: Any) -> Any:

@@ -4,6 +4,7 @@ plotted. Records are built directly; no Ray, fixed RNGs."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -154,3 +155,16 @@ def test_write_sweep_figures_ignores_errored_trials(tmp_path: Path) -> None:
     scores = {float(r["score"]) for r in _read_csv(tmp_path / "seed_scores_rte.csv")}
     assert 0.99 not in scores  # the errored rte trial's score
     assert write_sweep_figures(crashed, histories, tmp_path / "none") == []
+
+
+def test_write_sweep_figures_show_the_selection_sweep_only(tmp_path: Path) -> None:
+    """Trials ``confirm`` ran at fresh seeds are confirmatory rows, not more selection seeds."""
+    confirmed = [dataclasses.replace(_record("rte", "none", 2e-5, s, 0.99), confirmation=True) for s in (11, 12)]
+    records = _sweep("rte") + confirmed
+    histories = {r.trial_id: [(1, 0.6)] for r in records} | {r.trial_id: [(1, 0.99), (2, 0.99)] for r in confirmed}
+    write_sweep_figures(records, histories, tmp_path)
+    for name in ("seed_scores_rte.csv", "learning_curves_rte.csv", "budget_curves_rte.csv"):
+        rows = _read_csv(tmp_path / name)
+        assert rows and not any(r.get("seed") in ("11", "12") for r in rows), name
+        assert not any("0.99" in value for r in rows for value in r.values()), name
+    assert {r["epoch"] for r in _read_csv(tmp_path / "learning_curves_rte.csv")} == {"1"}

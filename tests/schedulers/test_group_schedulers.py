@@ -323,7 +323,7 @@ def test_with_concurrency_equal_to_the_seeds_every_group_decision_sees_all_seeds
     tuner = tune.Tuner(
         tune.with_resources(grid_point_trainable, {"cpu": 1}),
         param_space=build_param_space(space, "rte"),
-        tune_config=tune.TuneConfig(scheduler=build_scheduler(space),
+        tune_config=tune.TuneConfig(scheduler=build_scheduler(space), reuse_actors=True,
                                     max_concurrent_trials=space.resources.max_concurrent_trials),
         run_config=tune.RunConfig(name="order", storage_path=str(tmp_path), verbose=0),
     )

@@ -8,7 +8,9 @@ One module-scoped tiny sweep (random-init encoder on 64 RTE examples, none vs is
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 import json
 import os
 import signal
@@ -17,6 +19,7 @@ from pathlib import Path
 
 import pytest
 from helpers import (
+    artifact_bytes,
     experiment_state,
     merge,
     poll,
@@ -115,6 +118,7 @@ def test_extending_with_seeds_it_has_run_adds_nothing(sweep, extended_by_seeds, 
     assert MlflowClient(sweep.tracking_uri).get_run(sweep.parent_run_id).info.status == "FINISHED"
 
 
+@pytest.mark.slow  # the same extension path as the seeds above, through a file
 def test_extend_with_a_space_file_adds_its_new_grid_points(sweep, extended_by_seeds, tmp_path):
     """lr 1e-3 has run at seeds 1-2; the file adds lr 5e-4 for isobn at the same seeds."""
     grid = {"cls_norm": ["isobn"], "lr": [1e-3, 5e-4], "batch_size": [16], "seeds": [1, 2]}
@@ -168,6 +172,12 @@ def test_confirm_runs_each_methods_best_at_fresh_seeds_and_only_they_confirm(swe
     assert report["confirmed_on"] == {"rte": [5]} and report["selected_on"] == {"rte": [1, 2, 3, 4]}
     (row,) = [c for c in report["comparisons"] if c["role"] == "confirmatory"]
     assert row["seeds"] == [5] and row["confirmed"] is True and row["verdict"] is None  # 1 pair: no test
+    print_report(sweep.parent_run_id, tracking_uri=sweep.tracking_uri, groups=True)
+    listed = capsys.readouterr().out.split("\n\n")[-1].splitlines()  # the groups after the report
+    assert listed and all(("seeds [5]" in line) == line.endswith("(confirmation)") for line in listed)
+    assert sum(line.endswith("(confirmation)") for line in listed) == 2
+    figure = artifact_bytes(MlflowClient(sweep.tracking_uri), sweep.parent_run_id, "figures/seed_scores_rte.csv")
+    assert all(row["seed"] != "5" for row in csv.DictReader(io.StringIO(figure.decode())))
 
 
 @pytest.mark.parametrize(("args", "message"), [

@@ -1,9 +1,9 @@
 """A real group-ASHA sweep (``scheduler: asha_by_config``) through ``isobn-tune run``, killed with
 SIGKILL to the driver's process group once the scheduler has decided a group and a trial has
-ended, then finished with ``isobn-tune resume``. Afterwards every seed of a kept group ran every
-epoch and every seed of a stopped group stopped at the same rung, in Tune's results and in MLflow,
-the decisions taken before the kill still stand, and the trials that had ended before it kept
-their rows byte for byte.
+ended, then finished with ``isobn-tune resume`` (in-process, on the test session's Ray).
+Afterwards every seed of a kept group ran every epoch and every seed of a stopped group stopped
+at the same rung, in Tune's results and in MLflow, the decisions taken before the kill still
+stand, and the trials that had ended before it kept their rows byte for byte.
 
 The same sweep at two sizes: the tiny random-init encoder (default run) and the pretrained
 MiniLM-L6 (slow). 3 learning rates x 2 seeds on STS-B, whose continuous correlation makes ties
@@ -13,6 +13,8 @@ fall below the earlier ones and get stopped.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import signal
@@ -29,6 +31,7 @@ from helpers import TINY_MODEL, poll, saved_book, session_pids, trial_results
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
+from isobn_tune.cli import main
 from isobn_tune.results.groups import group_key
 from isobn_tune.tracking.names import STATUS_TAG, TRIAL_TAG
 from isobn_tune.tracking.readback import child_runs
@@ -162,7 +165,7 @@ class Interrupted:
     scope="module", params=["tiny", pytest.param("minilm", marks=pytest.mark.slow)]
 )
 def interrupted(
-    request: pytest.FixtureRequest, glue_dir: Path, tmp_path_factory: pytest.TempPathFactory
+    request: pytest.FixtureRequest, ray_session: Any, glue_dir: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Interrupted:
     tmp = tmp_path_factory.mktemp(f"group-sweep-{request.param}")
     space_file = tmp / "space.yaml"
@@ -175,10 +178,10 @@ def interrupted(
     parent = client.get_run(manifest["parent_run_id"])
     ended_at_kill = ended_trial_rows(task_dir, statuses_at_kill, client, parent)
 
-    resume = subprocess.run(
-        [sys.executable, "-m", "isobn_tune.cli", "resume", str(task_dir.parent), "--address", "local"],
-        capture_output=True, text=True, timeout=TIMEOUT_S,
-    )
+    out, err = io.StringIO(), io.StringIO()  # resumed in-process, on the session's Ray (a restart of the job)
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(["resume", str(task_dir.parent)])
+    resume = subprocess.CompletedProcess(["isobn-tune", "resume"], code, out.getvalue(), err.getvalue())
     runs = child_runs(client, parent.info.experiment_id, parent.info.run_id)
     return Interrupted(statuses_at_kill, book_at_kill, ended_at_kill,
                        ended_trial_rows(task_dir, statuses_at_kill, client, parent), resume,

@@ -31,6 +31,10 @@ from isobn_tune.tracking.names import (
     race_artifact,
 )
 
+# A whole real sweep; the default run has the race's decisions through Tune on known curves
+# (schedulers/test_group_schedulers.py) and a replayed race against the live one (sweep/test_replay_live.py).
+pytestmark = pytest.mark.slow
+
 SEEDS = [1, 2, 3]
 MAX_EPOCHS = 3
 RACE_TAGS = (RACE_EPOCH_TAG, RACE_INCUMBENT_TAG, RACE_DIFF_TAG, RACE_P_VALUE_TAG, RACE_PAIRS_TAG)

@@ -324,7 +324,7 @@ def expected_lr(peak: float, epoch: int, max_epochs: int, n_train: int, batch_si
     return peak * (step / max(1, warmup) if step < warmup else (total - step) / max(1, total - warmup))
 
 
-@pytest.mark.slow  # PBT's pause and restart path is in the default run through tests/sweep/test_trainable.py
+@pytest.mark.slow  # the pause and restart path is in the default run through the group scheduler tests
 def test_pbt_exploits_and_the_schedule_follows_the_new_lr(
     ray_session: Any, write_space: Callable[..., Path], tmp_path: Path
 ) -> None:
@@ -505,7 +505,7 @@ def broken_model_copy(folder: Path, minilm_path: Path) -> Path:
     return folder
 
 
-@pytest.mark.slow  # --retry-errored stays in the default run through the killed-worker test
+@pytest.mark.slow  # the killed-worker test (slow) covers --retry-errored as well
 def test_errored_trials_are_retried_only_on_request(
     ray_session: Any, write_space: Callable[..., Path], minilm_path: Path, tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
@@ -530,6 +530,7 @@ def test_errored_trials_are_retried_only_on_request(
     assert {t: (s["status"], s["epoch"]) for t, s in state.items()} == {t: ("TERMINATED", 2) for t in errors}
 
 
+@pytest.mark.slow  # three sweeps; the default run errors a trial by an exception (test_quickstart.py)
 def test_a_trial_whose_worker_is_killed_on_every_attempt_stays_errored(
     ray_session: Any, write_space: Callable[..., Path], tmp_path: Path, capsys: pytest.CaptureFixture[str],
 ) -> None:

@@ -14,6 +14,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from helpers import experiment_state, run_cli, trial_results
 
 REUSE_TIMEOUT_ENV = "TUNE_FUNCTION_THREAD_TIMEOUT_S"  # read by Ray in the trial's actor
@@ -23,6 +24,8 @@ MIN_RESTARTS = 5
 TIMEOUT_S = 300  # about 60 s; where a reset fails, Tune also never frees the trial's concurrency slot
 
 
+@pytest.mark.slow  # a minute; the default run pauses and restarts trials in reused actors through
+# schedulers/test_group_schedulers.py, and sweep/test_result_files.py keeps their rows
 def test_trials_paused_by_a_group_scheduler_restart_in_reused_actors_without_errors(
     write_space: Callable[..., Path], tmp_path: Path
 ) -> None:

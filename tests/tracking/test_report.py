@@ -69,17 +69,17 @@ def test_report_of_sweep_dir_prints_the_parent_runs_description(sweep: CliSweep)
     assert "| task | role | A | B | A − B: estimate [interval]" in result.stdout
 
 
-def test_report_of_run_id_prints_the_same(sweep: CliSweep) -> None:
-    result = run_cli("report", sweep.parent.info.run_id, "--tracking-uri", sweep.tracking_uri)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout == sweep.parent.data.tags[NOTE_TAG]
+def test_report_of_run_id_prints_the_same(sweep: CliSweep, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["report", sweep.parent.info.run_id, "--tracking-uri", sweep.tracking_uri]) == 0  # in-process
+    assert capsys.readouterr().out == sweep.parent.data.tags[NOTE_TAG]
 
 
-def test_report_csv_is_the_parent_table_csv_with_every_comparison_row(sweep: CliSweep) -> None:
-    result = run_cli("report", str(sweep.sweep_dir), "--format", "csv")
-    assert result.returncode == 0, result.stderr
+def test_report_csv_is_the_parent_table_csv_with_every_comparison_row(
+    sweep: CliSweep, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["report", str(sweep.sweep_dir), "--format", "csv"]) == 0
     logged = artifact_bytes(sweep.client, sweep.parent.info.run_id, "results/table.csv").decode()
-    assert result.stdout == logged
+    assert capsys.readouterr().out == logged
     rows = list(csv.DictReader(io.StringIO(logged)))
     (best,) = [r for r in rows if r["role"] == "confirmatory"]
     assert best["method"] == "isobn" and best["n_pairs"] == "2" and best["verdict"] == ""  # 2 seeds: no test

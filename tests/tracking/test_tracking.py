@@ -117,7 +117,7 @@ def sweep(ray_session, glue_dir: Path, tmp_path_factory: pytest.TempPathFactory)
         grid={"cls_norm": ["none", "isobn"], "lr": [1e-3, 1e-4], "batch_size": [16], "seeds": [1, 2, 3]},
         recipe={"max_epochs": MAX_EPOCHS + 3},  # overridden below, as on the command line
         scheduler={"type": "asha", "grace_period": 1, "reduction_factor": 2},
-        resources={"cpus_per_trial": 0.25},
+        resources={"cpus_per_trial": 1},
     )
     return _run_sweep(write_yaml(root / "space.yaml", space), "asha", OVERRIDES)
 
