@@ -111,6 +111,7 @@ def test_only_token_checked_ray_core_listens_beyond_loopback(local_ray: LocalRay
     assert [listener for listener in exposed if not listener.ray_core] == []
 
 
+@pytest.mark.slow  # a Ray of its own; Ray's token check, which the multi-node tests (slow) exercise too
 def test_local_ray_refuses_a_client_without_its_token(local_ray: LocalRay, tmp_path: Path) -> None:
     probe = subprocess.run(
         [sys.executable, "-c", CHECK_ADDRESS, local_ray.gcs_address],

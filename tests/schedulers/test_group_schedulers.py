@@ -239,7 +239,7 @@ def test_group_median_rule_keeps_or_stops_every_seed_of_a_group_at_one_epoch(tmp
     assert MAX_T in ends and min(ends) < MAX_T, "expected kept and stopped groups"
 
 
-@pytest.mark.parametrize("max_concurrent", [1, 2])
+@pytest.mark.parametrize("max_concurrent", [1, pytest.param(2, marks=pytest.mark.slow)])
 def test_group_successive_halving_completes_with_limited_concurrency(
     tmp_path, max_concurrent
 ) -> None:

@@ -19,7 +19,7 @@ from isobn_tune.space import load_space
 from isobn_tune.space.loading import parse_yaml
 
 FILES = sorted(p.name for p in SPACES.glob("*.yaml"))
-EXAMPLES = 1000
+EXAMPLES = 400
 
 YAML_VALUES = st.one_of(
     st.none(), st.booleans(),

@@ -57,7 +57,8 @@ def port_is_free(port: int) -> bool:
 
 
 @pytest.mark.parametrize("sig", [
-    # Ctrl-C is in the default run through tests/test_quickstart.py; SIGHUP takes SIGTERM's path
+    # Each starts an `mlflow ui`; Ctrl-C is in the default run through tests/test_quickstart.py, and
+    # SIGHUP takes SIGTERM's path (isobn_tune/tracking/ui.py)
     pytest.param(signal.SIGINT, marks=pytest.mark.slow), signal.SIGTERM,
     pytest.param(signal.SIGHUP, marks=pytest.mark.slow),
 ], ids=lambda s: s.name)
