@@ -53,13 +53,14 @@ def write_csv(grid: TaskGrid, folder: Path) -> Path:
 
 
 def summary(grid: TaskGrid) -> str:
-    rows = [f"{grid.task}: {len(grid.configs)} configurations x {len(grid.seeds)} seeds x "
-            f"{grid.scores.shape[2]} epochs",
-            "| configuration | median final | median best epoch | seed range (best epoch) |", "|---|---|---|---|"]
+    shape = f"{len(grid.configs)} configurations x {len(grid.seeds)} seeds x {grid.scores.shape[2]} epochs"
+    rows = [f"{grid.task}: {shape}",
+            "| configuration | median final | median best epoch | seed range (best epoch) |",
+            "|---|---|---|---|"]
     best = grid.best_so_far[:, :, -1]
     for c, config in enumerate(grid.configs):
-        rows.append(f"| {config} | {100 * np.median(grid.scores[c, :, -1]):.2f} | {100 * np.median(best[c]):.2f} | "
-                    f"{100 * best[c].min():.2f} to {100 * best[c].max():.2f} |")
+        final, top = 100 * np.median(grid.scores[c, :, -1]), 100 * np.median(best[c])
+        rows.append(f"| {config} | {final:.2f} | {top:.2f} | {100 * best[c].min():.2f} to {100 * best[c].max():.2f} |")
     return "\n".join(rows)
 
 

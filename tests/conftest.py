@@ -86,6 +86,17 @@ def ray_session():
     ray.shutdown()
 
 
+@pytest.fixture(scope="module")
+def trainables_by_value(request: pytest.FixtureRequest, ray_session: Any) -> Iterator[None]:
+    """Ship the requesting test module's trainables by value: trial workers cannot import a test
+    module by name. Use with ``pytestmark = pytest.mark.usefixtures("trainables_by_value")``."""
+    from ray import cloudpickle
+
+    cloudpickle.register_pickle_by_value(request.module)
+    yield
+    cloudpickle.unregister_pickle_by_value(request.module)
+
+
 # ----- a headless browser for the MLflow UI tests ---------------------------------------------------
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [

@@ -72,7 +72,8 @@ def test_tiny_real_run_prints_epoch_lines_and_final_metrics_and_saves_the_best_m
     assert f"dev_accuracy={accuracy:.4f}" == lines[2].split()[3]
 
 
-@pytest.mark.parametrize("case", [  # each is also an in-process case below; one launch stays in the default run
+# Each is also an in-process case below; one launch stays in the default run.
+@pytest.mark.parametrize("case", [
     "unknown task", pytest.param("missing model path", marks=pytest.mark.slow),
     pytest.param("malformed row", marks=pytest.mark.slow)])
 def test_console_script_rejects_bad_input_quickly(case, glue_dir, broken_rte, cache_dir, tmp_path):

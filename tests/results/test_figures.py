@@ -159,9 +159,11 @@ def test_write_sweep_figures_ignores_errored_trials(tmp_path: Path) -> None:
 
 def test_write_sweep_figures_show_the_selection_sweep_only(tmp_path: Path) -> None:
     """Trials ``confirm`` ran at fresh seeds are confirmatory rows, not more selection seeds."""
-    confirmed = [dataclasses.replace(_record("rte", "none", 2e-5, s, 0.99), confirmation=True) for s in (11, 12)]
+    confirmed = [dataclasses.replace(_record("rte", "none", 2e-5, s, 0.99), confirmation=True)
+                 for s in (11, 12)]
     records = _sweep("rte") + confirmed
-    histories = {r.trial_id: [(1, 0.6)] for r in records} | {r.trial_id: [(1, 0.99), (2, 0.99)] for r in confirmed}
+    histories = {r.trial_id: [(1, 0.6)] for r in records}
+    histories |= {r.trial_id: [(1, 0.99), (2, 0.99)] for r in confirmed}
     write_sweep_figures(records, histories, tmp_path)
     for name in ("seed_scores_rte.csv", "learning_curves_rte.csv", "budget_curves_rte.csv"):
         rows = _read_csv(tmp_path / name)

@@ -13,7 +13,6 @@ import pickle
 import random
 import signal
 import statistics
-import sys
 import tempfile
 import time
 from collections import defaultdict
@@ -22,7 +21,7 @@ from typing import NamedTuple
 
 import numpy as np
 import pytest
-from ray import cloudpickle, tune
+from ray import tune
 from ray.tune.schedulers import ASHAScheduler, TrialScheduler
 
 from isobn_tune.errors import UserError
@@ -76,13 +75,7 @@ class InterruptAtRung(tune.Callback):
             os.kill(os.getpid(), signal.SIGUSR1)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def trainables_by_value(ray_session):
-    # Ship this module's trainable by value: trial workers cannot import a test module by name.
-    module = sys.modules[__name__]
-    cloudpickle.register_pickle_by_value(module)
-    yield
-    cloudpickle.unregister_pickle_by_value(module)
+pytestmark = pytest.mark.usefixtures("trainables_by_value")  # conftest: trainables shipped by value
 
 
 def make_tuner(

@@ -33,6 +33,9 @@ from isobn_tune.tracking.names import BEST_DEV_METRIC, TASK_TAG, TRIAL_TAG, best
 from isobn_tune.train.checkpoint_files import BEST_MODEL_FILE, CHECKPOINT_PREFIX, ISOTROPY_FILE
 from isobn_tune.train.metrics import compute_metrics, selection_value
 
+# A module sweep of 8 trials (about a minute): slow, to keep the default run within its budget.
+pytestmark = pytest.mark.slow
+
 MAX_DEV = 64
 MAX_SEQ = 32
 MAX_CONSOLE_LINES = 3  # what export and predict print: a summary, the rest in a log

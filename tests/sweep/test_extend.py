@@ -39,6 +39,10 @@ from isobn_tune.tracking.names import CONFIRMATION_TAG, GROUP_TAG, SEED_TAG, STA
 from isobn_tune.tracking.readback import records_from_mlflow
 from isobn_tune.tracking.report import print_report
 
+# A sweep extended three times and confirmed (about 50 s): slow, to keep the default run within its
+# budget; the confirmatory rows' logic is in results/test_verdicts.py and results/test_budget_matching.py.
+pytestmark = pytest.mark.slow
+
 TIMEOUT_S = 300
 
 
@@ -176,7 +180,8 @@ def test_confirm_runs_each_methods_best_at_fresh_seeds_and_only_they_confirm(swe
     listed = capsys.readouterr().out.split("\n\n")[-1].splitlines()  # the groups after the report
     assert listed and all(("seeds [5]" in line) == line.endswith("(confirmation)") for line in listed)
     assert sum(line.endswith("(confirmation)") for line in listed) == 2
-    figure = artifact_bytes(MlflowClient(sweep.tracking_uri), sweep.parent_run_id, "figures/seed_scores_rte.csv")
+    client = MlflowClient(sweep.tracking_uri)
+    figure = artifact_bytes(client, sweep.parent_run_id, "figures/seed_scores_rte.csv")
     assert all(row["seed"] != "5" for row in csv.DictReader(io.StringIO(figure.decode())))
 
 

@@ -7,13 +7,12 @@ The trainable reports recorded, per-epoch scores instead of training (seconds, n
 
 from __future__ import annotations
 
-import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
-from ray import cloudpickle, tune
+from ray import tune
 
 from isobn_tune.errors import UserError
 from isobn_tune.results.groups import group_key
@@ -51,12 +50,7 @@ def recorded_trainable(config: dict) -> None:
                          BEST_OBJECTIVE: best}, checkpoint=tune.Checkpoint.from_directory(folder))
 
 
-@pytest.fixture(scope="module", autouse=True)
-def trainables_by_value(ray_session):
-    module = sys.modules[__name__]
-    cloudpickle.register_pickle_by_value(module)
-    yield
-    cloudpickle.unregister_pickle_by_value(module)
+pytestmark = pytest.mark.usefixtures("trainables_by_value")  # conftest: trainables shipped by value
 
 
 def points() -> list[dict]:

@@ -37,7 +37,8 @@ def _restart_after_a_stale_sync(callback: object, tmp_path: Path) -> Trial:
 
 
 @pytest.mark.parametrize("ours", [JsonResults, CsvResults])
-def test_a_restarted_trial_keeps_the_rows_the_storage_copy_lacks(ours: type, ray_session, tmp_path: Path) -> None:
+def test_a_restarted_trial_keeps_the_rows_the_storage_copy_lacks(ours: type, ray_session,
+                                                                 tmp_path: Path) -> None:
     trial = _restart_after_a_stale_sync(ours(), tmp_path)
     text = Path(trial.local_path, FILES[ours]).read_text()
     if ours is JsonResults:

@@ -408,6 +408,7 @@ def test_patience_ends_a_trial_as_finished_not_stopped(
 
 # ----- Optuna refinement (tiny random-init model) ------------------------------------------------
 
+@pytest.mark.slow  # four trials one at a time; the Optuna section's validation is in space/test_space.py
 def test_optuna_refinement_runs_points_in_range_at_every_seed_judged_by_the_median(
     ray_session: Any, write_space: Callable[..., Path], tmp_path: Path
 ) -> None:

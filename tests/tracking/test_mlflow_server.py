@@ -31,6 +31,9 @@ from isobn_tune.cli import main as cli_main
 from isobn_tune.runner import resume_sweep, run_sweep
 from isobn_tune.tracking.names import UI_WORKFLOW_QUERY
 
+# An `mlflow server` and a sweep (about 35 s): slow, to keep the default run within its budget.
+pytestmark = pytest.mark.slow
+
 SECRETS = {
     "HF_TOKEN": "hf_FakeTokenAbCdEfGhIjKlMnOpQrStUv",
     "AWS_ACCESS_KEY_ID": "AKIAFAKE1234567890AB",

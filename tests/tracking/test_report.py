@@ -25,6 +25,9 @@ from isobn_tune.sweep.directory import SweepDir, read_manifest
 from isobn_tune.tracking.names import NOTE_TAG
 from isobn_tune.tracking.report import print_report
 
+# A sweep of its own (about 30 s); `report` on a sweep stays in the default run (sweep/test_runner.py).
+pytestmark = pytest.mark.slow
+
 
 @dataclass
 class CliSweep:
