@@ -60,7 +60,8 @@ def summary(grid: TaskGrid) -> str:
     best = grid.best_so_far[:, :, -1]
     for c, config in enumerate(grid.configs):
         final, top = 100 * np.median(grid.scores[c, :, -1]), 100 * np.median(best[c])
-        rows.append(f"| {config} | {final:.2f} | {top:.2f} | {100 * best[c].min():.2f} to {100 * best[c].max():.2f} |")
+        low, high = 100 * best[c].min(), 100 * best[c].max()
+        rows.append(f"| {config} | {final:.2f} | {top:.2f} | {low:.2f} to {high:.2f} |")
     return "\n".join(rows)
 
 
