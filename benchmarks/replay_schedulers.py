@@ -143,7 +143,18 @@ def table(source: str, *, repeats: int, seeds: int | None) -> str:
                     f"{pct(f['aa_false_verdict'])} |")
     seeds_total = len(loaded.grids[0].seeds)
     head = f"{repeats} replays each, {k} of {seeds_total} seeds for selection, the rest held out"
-    return head + "\n\n" + "\n".join(rows)
+    floors = ", ".join(f"{grid.task} {compute_floor(grid):.3f}" for grid in loaded.grids)
+    foot = (f"floor: a rule that runs each method's best configuration to the end and stops every other "
+            f"one after its first epoch uses {floors} of the grid")
+    return head + "\n\n" + "\n".join(rows) + "\n\n" + foot
+
+
+def compute_floor(grid: TaskGrid) -> float:
+    """The fewest trial-epochs, as a fraction of the grid, of any rule that keeps each method's best
+    configuration to the full budget and decides the others no earlier than after their first epoch."""
+    n_configs, _, epochs = grid.scores.shape
+    n_methods = len(set(grid.methods))
+    return (n_methods * epochs + (n_configs - n_methods)) / (n_configs * epochs)
 
 
 def pct(value: float | None) -> str:

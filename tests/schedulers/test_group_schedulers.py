@@ -389,12 +389,15 @@ def variant_group(variant: str) -> str:
     return group_key({"variant": variant, "seed": 0})
 
 
+# The race's decisions on known curves run without Ray in schedulers/test_group_decisions.py, and
+# the race through Tune's adapter (a stop included) in sweep/test_replay_live.py: these two are slow.
 @pytest.fixture(scope="module")
 def race_run(tmp_path_factory) -> tuple[tune.ResultGrid, dict[str, RaceStop]]:
     results = race_tuner(tmp_path_factory.mktemp("race")).fit()
     return results, saved_race_stops(results.experiment_path)
 
 
+@pytest.mark.slow
 def test_race_stops_a_configuration_worse_on_every_seed_at_the_first_allowed_epoch(race_run) -> None:
     """"worse"'s seeds are created one by one as "best"'s end (max_concurrent_trials is one
     group's seeds): its first arrivals wait at ``min_epochs`` until all 5 are there."""
@@ -406,6 +409,7 @@ def test_race_stops_a_configuration_worse_on_every_seed_at_the_first_allowed_epo
     assert stops[variant_group("worse")] == expected
 
 
+@pytest.mark.slow
 def test_race_never_stops_a_configuration_tied_with_the_incumbent(race_run) -> None:
     results, stops = race_run
     ends = race_ends(results)
