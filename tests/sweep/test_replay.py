@@ -69,6 +69,18 @@ def test_a_stratified_race_saves_compute_and_keeps_each_methods_best(bank: Path)
     assert f["verdict_agreement"] >= 0.9
 
 
+def test_the_compute_floor_bounds_every_rule_that_keeps_each_methods_best(bench, bank: Path) -> None:
+    """2 methods x 3 lr x 6 epochs: each method's best to the end, the 4 others 1 epoch = 16/36."""
+    (grid,) = load_source(str(bank)).grids
+    floor = bench.compute_floor(grid)
+    stratified = figures(bank, "scheduler.type=race_by_config", "scheduler.keep_best_per=cls_norm")
+    top_third = replay(load_source(str(bank)), bench.top_third_after_epoch_1, seeds=10, repeats=5)
+
+    assert floor == pytest.approx(16 / 36)
+    assert stratified["compute_fraction"]["low"] >= floor
+    assert top_third["compute_fraction"] == {"median": floor, "low": floor, "high": floor}
+
+
 def test_an_unstratified_race_loses_the_trailing_methods_best(bank: Path) -> None:
     f = figures(bank, "scheduler.type=race_by_config", "scheduler.keep_best_per=null")
 
