@@ -291,7 +291,8 @@ def replay_once(grid: TaskGrid, k: int, schedule: Schedule, rng: np.random.Gener
              zip(*np.unravel_index(rng.permutation(n_configs * k), (n_configs, k)), strict=True)]
     last = schedule(grid, selection, order, rng)
     final = grid.best_so_far[:, :, -1]
-    picks = chosen(final[:, selection], last, grid.methods, int(last.max()))
+    budget = int(last.max())  # the scheduler saw scores up to here, never beyond
+    picks = chosen(grid.best_so_far[:, selection, budget - 1], last, grid.methods, budget)
     full = chosen(final, np.full((n_configs, n_seeds), epochs), grid.methods, epochs)
     overall = np.median(final, axis=1)
     within = [p is not None and overall[full[m]] - overall[p] <= HALF_POINT + 1e-12 for m, p in picks.items()]

@@ -24,6 +24,7 @@ from isobn_tune.sweep.replay import (
     drive,
     load_source,
     replay,
+    replay_once,
     replay_report,
     schedule_of,
 )
@@ -79,6 +80,24 @@ def test_the_compute_floor_bounds_every_rule_that_keeps_each_methods_best(bench,
     assert floor == pytest.approx(16 / 36)
     assert stratified["compute_fraction"]["low"] >= floor
     assert top_third["compute_fraction"] == {"median": floor, "low": floor, "high": floor}
+
+
+def test_a_choice_uses_only_the_epochs_the_scheduler_saw() -> None:
+    """A rule that stops every trial after epoch 2 chooses by epoch 2, where lr "a" leads; lr "b"
+    leads from epoch 3 on, so the choice is 1 point off the full grid's best."""
+    epochs, seeds = 4, 8
+    early, late = [0.60, 0.61, 0.61, 0.61], [0.50, 0.52, 0.62, 0.62]
+    scores = np.array([[curve] * seeds for curve in (early, late, early, late)])
+    grid = TaskGrid("stsb", ["none;a", "none;b", "isobn;a", "isobn;b"], ["none", "none", "isobn", "isobn"],
+                    list(range(1, seeds + 1)), scores)
+
+    def two_epochs(grid, selection, order, rng):
+        return np.full((4, selection.size), 2)
+
+    outcome = replay_once(grid, 2, two_epochs, np.random.default_rng(0))
+
+    assert outcome.consumed / outcome.grid == pytest.approx(2 / epochs)
+    assert outcome.within == [False, False]
 
 
 def test_an_unstratified_race_loses_the_trailing_methods_best(bank: Path) -> None:
