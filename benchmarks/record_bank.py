@@ -12,6 +12,7 @@ configuration's median final and best-epoch score over the seeds, for the bank's
 from __future__ import annotations
 
 import argparse
+import re
 import subprocess
 import sys
 import time
@@ -41,10 +42,19 @@ def record(storage: Path) -> Path:
     return sweep
 
 
+def short_labels(configs: list[str]) -> list[str]:
+    """Each configuration by the grid values that tell it apart (``cls_norm=isobn;lr=0.0001``): the
+    full group key also holds every fixed setting, the model's local path among them, and commas."""
+    points = [dict(item.split("=", 1) for item in re.search(r"grid_point=\{([^}]*)\}", c).group(1).split(","))
+              for c in configs]
+    varying = [key for key in points[0] if len({p[key] for p in points}) > 1]
+    return [";".join(f"{key}={p[key]}" for key in varying) for p in points]
+
+
 def write_csv(grid: TaskGrid, folder: Path) -> Path:
     path = folder / f"{grid.task}.csv"
     lines = [",".join(BANK_COLUMNS)]
-    for c, (config, method) in enumerate(zip(grid.configs, grid.methods, strict=True)):
+    for c, (config, method) in enumerate(zip(short_labels(grid.configs), grid.methods, strict=True)):
         for s, seed in enumerate(grid.seeds):
             lines += [f"{grid.task},{method},{config},{seed},{e + 1},{grid.scores[c, s, e]:.6f}"
                       for e in range(grid.scores.shape[2])]
@@ -58,7 +68,7 @@ def summary(grid: TaskGrid) -> str:
             "| configuration | median final | median best epoch | seed range (best epoch) |",
             "|---|---|---|---|"]
     best = grid.best_so_far[:, :, -1]
-    for c, config in enumerate(grid.configs):
+    for c, config in enumerate(short_labels(grid.configs)):
         final, top = 100 * np.median(grid.scores[c, :, -1]), 100 * np.median(best[c])
         low, high = 100 * best[c].min(), 100 * best[c].max()
         rows.append(f"| {config} | {final:.2f} | {top:.2f} | {low:.2f} to {high:.2f} |")

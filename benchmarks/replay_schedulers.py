@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from isobn_tune.errors import UserError
 from isobn_tune.sweep.replay import (
     Schedule,
     TaskGrid,
@@ -112,20 +113,27 @@ def top_third_after_epoch_1(grid: TaskGrid, selection: np.ndarray, order: list[t
     return last
 
 
-def schedules(source: str, seeds: int) -> dict[str, Schedule]:
-    """Every scheduler of the table, by its row label."""
+def schedules(source: str, seeds: int) -> dict[str, Schedule | str]:
+    """Every scheduler of the table, by its row label; a rule that cannot run with ``seeds``
+    selection seeds maps to the one-line reason ``run`` would give."""
     rules = {
         "asha_by_config (rf 2)": ["scheduler.type=asha_by_config", "scheduler.keep_best_per=cls_norm"],
+        "asha_by_config (rf 3)": ["scheduler.type=asha_by_config", "scheduler.keep_best_per=cls_norm",
+                                  "scheduler.reduction_factor=3"],
         "median_by_config": ["scheduler.type=median_by_config", "scheduler.keep_best_per=cls_norm"],
         "race_by_config, keep_best_per=cls_norm": ["scheduler.type=race_by_config",
                                                   "scheduler.keep_best_per=cls_norm"],
         "race_by_config, keep_best_per=null": ["scheduler.type=race_by_config",
                                                "scheduler.keep_best_per=null"],
     }
-    found: dict[str, Schedule] = {"fifo (full grid)": fifo_schedule,
-                                  "per-trial ASHA (rf 2)": per_trial_asha()}
+    found: dict[str, Schedule | str] = {"fifo (full grid)": fifo_schedule,
+                                        "per-trial ASHA (rf 2)": per_trial_asha(2),
+                                        "per-trial ASHA (rf 3)": per_trial_asha(3)}
     for label, overrides in rules.items():
-        found[label] = schedule_of(load_source(source, ["scheduler={}", *overrides]).space, seeds)
+        try:
+            found[label] = schedule_of(load_source(source, ["scheduler={}", *overrides]).space, seeds)
+        except UserError as err:
+            found[label] = str(err)
     found["top third after epoch 1"] = top_third_after_epoch_1
     return found
 
@@ -136,6 +144,9 @@ def table(source: str, *, repeats: int, seeds: int | None) -> str:
     rows = [("| scheduler | trial-epochs / grid: median (range) | best within 0.5 pt | verdict agreement "
              "| A/A false verdicts |"), "|---|---|---|---|---|"]
     for label, schedule in schedules(source, k).items():
+        if isinstance(schedule, str):
+            rows.append(f"| {label} | cannot run: {schedule} | | | |")
+            continue
         f = replay(loaded, schedule, seeds=k, repeats=repeats)
         cf = f["compute_fraction"]
         rows.append(f"| {label} | {cf['median']:.3f} ({cf['low']:.3f}-{cf['high']:.3f}) | "
