@@ -12,6 +12,7 @@ configuration's median final and best-epoch score over the seeds, for the bank's
 from __future__ import annotations
 
 import argparse
+import csv
 import re
 import subprocess
 import sys
@@ -51,24 +52,26 @@ def short_labels(configs: list[str]) -> list[str]:
     return [";".join(f"{key}={p[key]}" for key in varying) for p in points]
 
 
-def write_csv(grid: TaskGrid, folder: Path) -> Path:
+def write_csv(grid: TaskGrid, labels: list[str], folder: Path) -> Path:
+    """The bank's CSV, written by ``csv`` as the replay's reader reads it."""
     path = folder / f"{grid.task}.csv"
-    lines = [",".join(BANK_COLUMNS)]
-    for c, (config, method) in enumerate(zip(short_labels(grid.configs), grid.methods, strict=True)):
-        for s, seed in enumerate(grid.seeds):
-            lines += [f"{grid.task},{method},{config},{seed},{e + 1},{grid.scores[c, s, e]:.6f}"
-                      for e in range(grid.scores.shape[2])]
-    path.write_text("\n".join(lines) + "\n")
+    with path.open("w", newline="", encoding="utf-8") as f:
+        out = csv.writer(f, lineterminator="\n")
+        out.writerow(BANK_COLUMNS)
+        for c, (config, method) in enumerate(zip(labels, grid.methods, strict=True)):
+            for s, seed in enumerate(grid.seeds):
+                out.writerows([grid.task, method, config, seed, e + 1, f"{grid.scores[c, s, e]:.6f}"]
+                              for e in range(grid.scores.shape[2]))
     return path
 
 
-def summary(grid: TaskGrid) -> str:
+def summary(grid: TaskGrid, labels: list[str]) -> str:
     shape = f"{len(grid.configs)} configurations x {len(grid.seeds)} seeds x {grid.scores.shape[2]} epochs"
     rows = [f"{grid.task}: {shape}",
             "| configuration | median final | median best epoch | seed range (best epoch) |",
             "|---|---|---|---|"]
     best = grid.best_so_far[:, :, -1]
-    for c, config in enumerate(short_labels(grid.configs)):
+    for c, config in enumerate(labels):
         final, top = 100 * np.median(grid.scores[c, :, -1]), 100 * np.median(best[c])
         low, high = 100 * best[c].min(), 100 * best[c].max()
         rows.append(f"| {config} | {final:.2f} | {top:.2f} | {low:.2f} to {high:.2f} |")
@@ -77,8 +80,9 @@ def summary(grid: TaskGrid) -> str:
 
 def convert(sweep: Path, folder: Path = BANK) -> None:
     for grid in load_source(str(sweep)).grids:
-        print(f"wrote {write_csv(grid, folder)}")
-        print(summary(grid))
+        labels = short_labels(grid.configs)
+        print(f"wrote {write_csv(grid, labels, folder)}")
+        print(summary(grid, labels))
 
 
 def main() -> None:
