@@ -47,7 +47,7 @@ from isobn_tune.runner import EXCESSIVE_SNAPSHOT_WARNING_ENV, SweepOutcome, run_
 from isobn_tune.space import load_space, trial_configs
 from isobn_tune.sweep.errored_trials import ERRORED_FILE
 from isobn_tune.sweep.progress import ProgressLine, format_duration, format_progress
-from isobn_tune.sweep.trainable import KILL_AT_ENV
+from isobn_tune.sweep.trainable import FAIL_AT_ENV, KILL_AT_ENV
 from isobn_tune.tracking.names import ERROR_TAG, STATUS_TAG
 from isobn_tune.tracking.readback import epoch_metrics
 from isobn_tune.train.checkpoint_files import BEST_MODEL_FILE, ISOTROPY_FILE
@@ -532,52 +532,67 @@ def test_errored_trials_are_retried_only_on_request(
 
 
 @pytest.mark.slow  # three sweeps; the default run errors a trial by an exception (test_quickstart.py)
-def test_a_trial_whose_worker_is_killed_on_every_attempt_stays_errored(
+def test_trials_errored_by_a_killed_worker_and_by_an_exception_stay_errored_and_are_named(
     ray_session: Any, write_space: Callable[..., Path], tmp_path: Path, capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """Seed 1's worker is SIGKILLed at epoch 2 on both attempts (the hook reaches workers only
-    through the environment Ray starts with, so `run` is a subprocess); Ray 2.60 saves that trial
-    as unfinished, yet resume (without the hook) leaves it errored, failed in MLflow with the
-    reason; only --retry-errored finishes it. The console names it with its cause on the run and
-    on the resume, and the end-of-run table is `report`'s, with the trial named, not in the median."""
-    space_file = write_space(grid={"cls_norm": ["none"], "seeds": [1, 2]}, run={"max_failures": 1})
+    """Two ways to error, in one sweep, on both attempts: seed 1's worker is SIGKILLed at epoch 2
+    and seed 3 raises there (the hooks reach workers only through the environment Ray starts
+    with, so `run` is a subprocess). Ray 2.60 saves the killed trial as unfinished, yet resume
+    (without the hooks) leaves both errored, failed in MLflow with their reasons; only
+    --retry-errored finishes them. The console names each with its cause and traceback file on
+    the run and on the resume, and the end-of-run table is `report`'s, both trials named, in no
+    median."""
+    space_file = write_space(grid={"cls_norm": ["none"], "seeds": [1, 2, 3]}, run={"max_failures": 1})
     root = tmp_path / "results" / "killed"
-    run = run_cli("run", str(space_file), "--name", "killed", env=os.environ | {KILL_AT_ENV: "1@2"})
+    hooks = {KILL_AT_ENV: "1@2", FAIL_AT_ENV: "3@2"}
+    run = run_cli("run", str(space_file), "--name", "killed", env=os.environ | hooks)
     assert run.returncode == 1, run.stdout + run.stderr
     task_dir = root / "rte"
     seeds = {t: rows[-1]["config"]["grid_point"]["seed"] for t, rows in trial_results(task_dir).items()}
     killed = next(t for t, seed in seeds.items() if seed == 1)
-    results_before = (task_dir / killed / "result.json").read_text()
-    assert [json.loads(row)["epoch"] for row in results_before.splitlines()] == [1]
+    raised = next(t for t, seed in seeds.items() if seed == 3)
+    results_before = {t: (task_dir / t / "result.json").read_text() for t in (killed, raised)}
+    for text in results_before.values():
+        assert [json.loads(row)["epoch"] for row in text.splitlines()] == [1]
+    causes = {killed: "worker process has died", raised: "RuntimeError: injected failure at epoch 2"}
     recorded = json.loads((root / ERRORED_FILE).read_text())
-    assert list(recorded) == ["rte"] and list(recorded["rte"]) == [killed]
-    assert "worker process has died" in recorded["rte"][killed]
-    ((trial_id, (reason, traceback_file)),) = error_lines(run.stdout).items()
-    assert trial_id == killed and "worker process has died" in reason and traceback_file.is_file()
+    assert list(recorded) == ["rte"] and set(recorded["rte"]) == set(causes)
+    for trial, cause in causes.items():
+        assert cause in recorded["rte"][trial]
+    named = error_lines(run.stdout)
+    assert set(named) == set(causes)
+    for trial, (reason, traceback_file) in named.items():
+        assert causes[trial] in reason and traceback_file.is_file() and trial in str(traceback_file)
+    assert "Traceback" not in run.stdout
 
     report = run_cli("report", str(root))
     assert report.returncode == 0, report.stderr
     table = report.stdout.split("\n\n")[0] + "\n"  # the table and the trials it leaves out
     assert table in run.stdout
-    assert "(n=1)" in table and f"errored: {killed} (none seed 1, epoch 1)" in table
+    assert "(n=1)" in table
+    assert f"errored: {killed} (none seed 1, epoch 1), {raised} (none seed 3, epoch 1)" in table
 
     assert main(["resume", str(root)]) == 1
     out = capsys.readouterr().out
-    assert "1 trial(s) errored" in out and list(error_lines(out)) == [killed]
+    assert "2 trial(s) errored" in out and set(error_lines(out)) == set(causes)
     state = experiment_state(task_dir)
     assert {t: s["status"] for t, s in state.items()} == {
-        t: "ERROR" if t == killed else "TERMINATED" for t in seeds}
-    assert (task_dir / killed / "result.json").read_text() == results_before  # not continued
+        t: "ERROR" if t in causes else "TERMINATED" for t in seeds}
+    for trial, text in results_before.items():
+        assert (task_dir / trial / "result.json").read_text() == text  # not continued
     manifest = json.loads((root / "sweep.json").read_text())
-    run_of = runs_by_trial(manifest["tracking_uri"], manifest["parent_run_id"])[killed]
-    assert (run_of.info.status, run_of.data.tags[STATUS_TAG]) == ("FAILED", "errored")
-    assert "worker process has died" in run_of.data.tags[ERROR_TAG]
+    runs = runs_by_trial(manifest["tracking_uri"], manifest["parent_run_id"])
+    for trial, cause in causes.items():
+        assert (runs[trial].info.status, runs[trial].data.tags[STATUS_TAG]) == ("FAILED", "errored")
+        assert cause in runs[trial].data.tags[ERROR_TAG]
 
     assert main(["resume", str(root), "--retry-errored"]) == 0
-    retried = experiment_state(task_dir)[killed]
-    assert (retried["status"], retried["epoch"]) == ("TERMINATED", 2)
-    run_of = runs_by_trial(manifest["tracking_uri"], manifest["parent_run_id"])[killed]
-    assert (run_of.info.status, run_of.data.tags[STATUS_TAG]) == ("FINISHED", "finished")
+    state = experiment_state(task_dir)
+    finished = {t: (state[t]["status"], state[t]["epoch"]) for t in causes}
+    assert finished == {t: ("TERMINATED", 2) for t in causes}
+    runs = runs_by_trial(manifest["tracking_uri"], manifest["parent_run_id"])
+    for trial in causes:
+        assert (runs[trial].info.status, runs[trial].data.tags[STATUS_TAG]) == ("FINISHED", "finished")
     assert json.loads((root / ERRORED_FILE).read_text()) == {}
 
 
